@@ -1,0 +1,65 @@
+"""`create_app(settings)`: the litestar application, its database pool and command handlers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from litestar import Litestar, get
+from litestar.openapi import OpenAPIConfig
+
+from api.bookings import BookingController
+from api.database import database_url, open_pool
+from api.dependencies import DEPENDENCIES
+from api.errors import EXCEPTION_HANDLERS
+from api.resources import ResourceController
+from api.settings import Settings
+from commands.handlers import Clock, CommandHandlers
+from commands.repository import ResourceRepository
+from commands.resource import HoldAsList
+from events.store import EventStore, new_mapper
+from projections import bookings
+from projections.runner import project
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@get("/health", tags=["operations"])
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Litestar:
+    """Build the app; the pool opens (and the schema migrates) when it starts."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await open_pool(database_url(settings), settings)
+        store = EventStore(pool, new_mapper(HoldAsList()), projector=project)
+        repository = ResourceRepository(store, snapshot_every=settings.snapshot_every)
+
+        async def locate_booking(booking_id):  # type: ignore[no-untyped-def]
+            return await bookings.resource_of(pool, booking_id)
+
+        app.state.pool = pool
+        app.state.store = store
+        app.state.commands = CommandHandlers(repository, clock, locate_booking)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[ResourceController, BookingController, health],
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="Bookings",
+            version="1",
+            description="Reserve resources for time slots; never double-booked.",
+        ),
+    )

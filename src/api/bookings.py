@@ -1,0 +1,137 @@
+"""`/bookings`: create, fetch, modify, cancel, list, and a booking's history."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import asyncpg
+from litestar import Controller, Response, delete, get, post, put
+from litestar.params import Parameter
+
+from api.dependencies import Actor
+from api.errors import InvalidInputError
+from api.params import aware, parse_uuid
+from api.schemas import (
+    BookingCreate,
+    BookingPage,
+    BookingUpdate,
+    History,
+    Reason,
+    decode_cursor,
+    encode_cursor,
+)
+from commands.errors import BookingNotFoundError
+from commands.handlers import CancelBooking, CommandHandlers, CreateBooking, ModifyBooking
+from projections import bookings, history
+from projections.bookings import BookingFilter, BookingView
+
+Status = Literal["pending", "confirmed", "cancelled"]
+
+
+async def fetch_booking(db: asyncpg.Pool, booking_id: str) -> BookingView:
+    key = parse_uuid(booking_id, "booking_id")
+    view = await bookings.get(db, key)
+    if view is None:
+        raise BookingNotFoundError(key)
+    return view
+
+
+class BookingController(Controller):
+    path = "/bookings"
+    tags = ["bookings"]
+
+    @post("/", status_code=201)
+    async def create(
+        self, data: BookingCreate, commands: CommandHandlers, db: asyncpg.Pool, actor: Actor
+    ) -> Response[BookingView]:
+        """Book a resource for `[start_time, end_time)`; 409 if the slot is taken."""
+        booking_id = await commands.create_booking(
+            CreateBooking(
+                resource_id=data.resource_id,
+                client_id=data.client_id,
+                start_time=data.start_time,
+                end_time=data.end_time,
+                details=data.details,
+                actor=actor,
+            )
+        )
+        view = await fetch_booking(db, str(booking_id))
+        return Response(view, status_code=201, headers={"Location": f"/bookings/{booking_id}"})
+
+    @get("/{booking_id:str}")
+    async def fetch(self, booking_id: str, db: asyncpg.Pool) -> BookingView:
+        """One booking, whatever its status."""
+        return await fetch_booking(db, booking_id)
+
+    @put("/{booking_id:str}")
+    async def modify(
+        self,
+        booking_id: str,
+        data: BookingUpdate,
+        commands: CommandHandlers,
+        db: asyncpg.Pool,
+        actor: Actor,
+    ) -> BookingView:
+        """Change a booking's time and/or details; a new time is checked like a new booking."""
+        key = parse_uuid(booking_id, "booking_id")
+        await commands.modify_booking(
+            ModifyBooking(
+                booking_id=key,
+                start_time=data.start_time,
+                end_time=data.end_time,
+                details=data.details,
+                actor=actor,
+            )
+        )
+        return await fetch_booking(db, booking_id)
+
+    @delete("/{booking_id:str}", status_code=200)
+    async def cancel(
+        self,
+        booking_id: str,
+        commands: CommandHandlers,
+        db: asyncpg.Pool,
+        actor: Actor,
+        reason: Reason | None = None,
+    ) -> BookingView:
+        """Cancel a booking; it stays retrievable with status `cancelled`."""
+        key = parse_uuid(booking_id, "booking_id")
+        await commands.cancel_booking(CancelBooking(booking_id=key, reason=reason, actor=actor))
+        return await fetch_booking(db, booking_id)
+
+    @get("/")
+    async def list_bookings(
+        self,
+        db: asyncpg.Pool,
+        resource_id: str | None = None,
+        client_id: str | None = None,
+        status: Status | None = None,
+        window_start: Annotated[datetime | None, Parameter(query="from")] = None,
+        window_end: Annotated[datetime | None, Parameter(query="to")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> BookingPage:
+        """Bookings by start time, filtered; `from`/`to` keep those overlapping the window."""
+        where = BookingFilter(
+            resource_id=parse_uuid(resource_id, "resource_id") if resource_id else None,
+            client_id=parse_uuid(client_id, "client_id") if client_id else None,
+            status=status,
+            window_start=aware(window_start, "from"),
+            window_end=aware(window_end, "to"),
+        )
+        try:
+            after = decode_cursor(cursor) if cursor else None
+        except ValueError as error:
+            raise InvalidInputError("cursor", str(error)) from None
+        items = await bookings.page(db, where, after, limit + 1)
+        next_cursor = None
+        if len(items) > limit:
+            items = items[:limit]
+            next_cursor = encode_cursor(items[-1].start_time, items[-1].booking_id)
+        return BookingPage(items=items, next_cursor=next_cursor)
+
+    @get("/{booking_id:str}/history")
+    async def booking_history(self, booking_id: str, db: asyncpg.Pool) -> History:
+        """Every event of the booking, oldest first: what changed, when, and by whom."""
+        booking = await fetch_booking(db, booking_id)
+        items = await history.of_booking(db, booking.booking_id)
+        return History(booking_id=booking.booking_id, items=items)

@@ -1,0 +1,35 @@
+"""What handlers get injected: the database pool and the command handlers."""
+
+from typing import Annotated, Any
+
+import asyncpg
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from commands.handlers import CommandHandlers
+
+Actor = Annotated[
+    str | None,
+    Parameter(
+        header="X-Actor",
+        max_length=200,
+        description="Who is acting (a user or system id); recorded in the booking's history.",
+    ),
+]
+
+
+def provide_pool(state: State) -> asyncpg.Pool:
+    pool: asyncpg.Pool = state.pool
+    return pool
+
+
+def provide_commands(state: State) -> CommandHandlers:
+    commands: CommandHandlers = state.commands
+    return commands
+
+
+DEPENDENCIES: dict[str, Any] = {
+    "db": Provide(provide_pool, sync_to_thread=False),
+    "commands": Provide(provide_commands, sync_to_thread=False),
+}

@@ -1,0 +1,100 @@
+"""`/resources`: register, fetch, list, and a resource's availability."""
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+import asyncpg
+from litestar import Controller, Response, get, post
+from litestar.params import Parameter
+
+from api.dependencies import Actor
+from api.errors import InvalidInputError
+from api.params import aware, parse_uuid
+from api.schemas import Availability, ResourceCreate, ResourcePage, decode_cursor, encode_cursor
+from commands.errors import ResourceNotFoundError
+from commands.handlers import CommandHandlers, RegisterResource
+from projections import availability, resources
+from projections.resources import ResourceView
+
+MAX_WINDOW = timedelta(days=366)
+
+
+async def fetch_resource(db: asyncpg.Pool, resource_id: str) -> ResourceView:
+    key = parse_uuid(resource_id, "resource_id")
+    view = await resources.get(db, key)
+    if view is None:
+        raise ResourceNotFoundError(key)
+    return view
+
+
+class ResourceController(Controller):
+    path = "/resources"
+    tags = ["resources"]
+
+    @post("/", status_code=201)
+    async def register(
+        self, data: ResourceCreate, commands: CommandHandlers, db: asyncpg.Pool, actor: Actor
+    ) -> Response[ResourceView]:
+        """Register a bookable resource."""
+        resource_id = await commands.register_resource(
+            RegisterResource(
+                name=data.name,
+                timezone=data.timezone,
+                capacity=data.capacity,
+                requires_approval=data.requires_approval,
+                details=data.details,
+                actor=actor,
+            )
+        )
+        view = await fetch_resource(db, str(resource_id))
+        return Response(view, status_code=201, headers={"Location": f"/resources/{resource_id}"})
+
+    @get("/{resource_id:str}")
+    async def fetch(self, resource_id: str, db: asyncpg.Pool) -> ResourceView:
+        """One resource."""
+        return await fetch_resource(db, resource_id)
+
+    @get("/")
+    async def list_resources(
+        self,
+        db: asyncpg.Pool,
+        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+        cursor: str | None = None,
+    ) -> ResourcePage:
+        """Resources in registration order, a page at a time."""
+        try:
+            after = decode_cursor(cursor) if cursor else None
+        except ValueError as error:
+            raise InvalidInputError("cursor", str(error)) from None
+        items = await resources.page(db, after, limit + 1)
+        next_cursor = None
+        if len(items) > limit:
+            items = items[:limit]
+            next_cursor = encode_cursor(items[-1].created_at, items[-1].resource_id)
+        return ResourcePage(items=items, next_cursor=next_cursor)
+
+    @get("/{resource_id:str}/availability")
+    async def availability(
+        self,
+        resource_id: str,
+        db: asyncpg.Pool,
+        window_start: Annotated[datetime, Parameter(query="from")],
+        window_end: Annotated[datetime, Parameter(query="to")],
+    ) -> Availability:
+        """Busy and free time of a resource within `[from, to)` (at most 366 days)."""
+        start, end = aware(window_start, "from"), aware(window_end, "to")
+        assert start is not None and end is not None
+        if end <= start:
+            raise InvalidInputError("to", "'to' must be after 'from'")
+        if end - start > MAX_WINDOW:
+            raise InvalidInputError("to", "the window may span at most 366 days")
+        resource = await fetch_resource(db, resource_id)
+        busy = await availability.busy(db, resource.resource_id, start, end)
+        return Availability(
+            resource_id=resource.resource_id,
+            window_start=start,
+            window_end=end,
+            capacity=resource.capacity,
+            busy=busy,
+            free=availability.free(busy, resource.capacity, start, end),
+        )

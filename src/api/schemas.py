@@ -1,0 +1,102 @@
+"""Request and response bodies (msgspec Structs); snake_case as in the brief."""
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from msgspec import Meta, Struct
+
+from projections.availability import BusySlot, FreeSlot
+from projections.bookings import BookingView
+from projections.history import HistoryEntry
+from projections.resources import ResourceView
+
+Details = Annotated[str, Meta(max_length=10_000, description="Free text about the booking.")]
+Time = Annotated[datetime, Meta(tz=True, description="RFC 3339 with an offset; stored in UTC.")]
+Reason = Annotated[str, Meta(max_length=1_000)]
+
+
+def to_utc(value: datetime, field: str) -> datetime:
+    """The same instant in UTC (ValueError for instants that fall off datetime's range)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{field} is out of range") from None
+
+
+class ResourceCreate(Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
+    capacity: Annotated[int, Meta(ge=1, le=100_000)] = 1
+    requires_approval: bool = False
+    details: Details | None = None
+
+
+class BookingCreate(Struct, forbid_unknown_fields=True, kw_only=True):
+    resource_id: UUID
+    start_time: Time
+    end_time: Time
+    client_id: UUID
+    details: Details | None = None
+
+    def __post_init__(self) -> None:
+        self.start_time = to_utc(self.start_time, "start_time")
+        self.end_time = to_utc(self.end_time, "end_time")
+        if self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
+
+
+class BookingUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
+    start_time: Time | None = None
+    end_time: Time | None = None
+    details: Details | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_time is None and self.end_time is None and self.details is None:
+            raise ValueError("give at least one of start_time, end_time, details")
+        if self.start_time is not None:
+            self.start_time = to_utc(self.start_time, "start_time")
+        if self.end_time is not None:
+            self.end_time = to_utc(self.end_time, "end_time")
+        if self.start_time and self.end_time and self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
+
+
+class BookingPage(Struct, kw_only=True):
+    items: list[BookingView]
+    next_cursor: str | None
+
+
+class ResourcePage(Struct, kw_only=True):
+    items: list[ResourceView]
+    next_cursor: str | None
+
+
+class History(Struct, kw_only=True):
+    booking_id: UUID
+    items: list[HistoryEntry]
+
+
+class Availability(Struct, kw_only=True, rename={"window_start": "from", "window_end": "to"}):
+    resource_id: UUID
+    window_start: datetime
+    window_end: datetime
+    capacity: int
+    busy: list[BusySlot]
+    free: list[FreeSlot]
+
+
+def encode_cursor(*key: Any) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The (time, id) key a cursor carries; ValueError for anything else."""
+    try:
+        at, key = msgspec.json.decode(base64.urlsafe_b64decode(cursor), type=tuple[datetime, UUID])
+    except (ValueError, binascii.Error, msgspec.DecodeError) as error:
+        raise ValueError("not a cursor this API issued") from error
+    return at, key

@@ -1,0 +1,53 @@
+"""Domain errors: each names what was refused and why, for the API to turn into a problem."""
+
+from uuid import UUID
+
+
+class DomainError(Exception):
+    """Base of the errors a command can be refused with."""
+
+
+class InvalidCommandError(DomainError):
+    """Raised when a command's values break a rule on their own (end before start, bad zone)."""
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+class ResourceNotFoundError(DomainError):
+    """Raised when no resource has the given id."""
+
+    def __init__(self, resource_id: UUID) -> None:
+        super().__init__(f"Resource {resource_id} does not exist.")
+        self.resource_id = resource_id
+
+
+class BookingNotFoundError(DomainError):
+    """Raised when no booking has the given id."""
+
+    def __init__(self, booking_id: UUID) -> None:
+        super().__init__(f"Booking {booking_id} does not exist.")
+        self.booking_id = booking_id
+
+
+class SlotTakenError(DomainError):
+    """Raised when a slot would overlap bookings that already hold the resource's capacity."""
+
+    def __init__(self, resource_id: UUID, conflicting: list[UUID]) -> None:
+        ids = ", ".join(str(b) for b in conflicting)
+        super().__init__(f"The slot on resource {resource_id} overlaps booking(s) {ids}.")
+        self.resource_id = resource_id
+        self.conflicting_booking_ids = conflicting
+
+
+class BookingClosedError(DomainError):
+    """Raised when changing a booking that is cancelled or already over."""
+
+    def __init__(self, booking_id: UUID) -> None:
+        super().__init__(f"Booking {booking_id} is cancelled or over and can no longer change.")
+        self.booking_id = booking_id
+
+
+class ContentionError(DomainError):
+    """Raised when a command kept losing version races on one resource until its deadline."""

@@ -1,0 +1,76 @@
+"""Loads and saves Resource aggregates: snapshot plus newer events, a per-process cache.
+
+The cache only saves reads: every save appends at the next version, so a cached aggregate that
+another process has moved past loses the append (`ConcurrencyError`), is dropped and reloaded.
+"""
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import cast
+from uuid import UUID
+
+from commands.errors import ResourceNotFoundError
+from commands.resource import Resource
+from events.store import EventStore, RecordedEvent
+
+
+class ResourceRepository:
+    """Keeps the resources this process decided on recently; loads the others from the store."""
+
+    def __init__(self, store: EventStore, snapshot_every: int = 100, cache_size: int = 10_000):
+        self.store = store
+        self.snapshot_every = snapshot_every
+        self.cache_size = cache_size
+        self._cache: OrderedDict[UUID, Resource] = OrderedDict()
+        self._locks: dict[UUID, asyncio.Lock] = {}
+
+    def lock(self, resource_id: UUID) -> asyncio.Lock:
+        """The lock that serialises this process's decisions on one resource."""
+        lock = self._locks.get(resource_id)
+        if lock is None:
+            if len(self._locks) > self.cache_size:
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            lock = self._locks[resource_id] = asyncio.Lock()
+        return lock
+
+    async def get(self, resource_id: UUID) -> Resource:
+        """The resource at its latest version known to this process."""
+        if (cached := self._cache.get(resource_id)) is not None:
+            self._cache.move_to_end(resource_id)
+            return cached
+        snapshot, events = await self.store.load(resource_id)
+        if snapshot is None and not events:
+            raise ResourceNotFoundError(resource_id)
+        resource = cast(Resource | None, snapshot.mutate(None) if snapshot else None)
+        for event in events:
+            resource = cast(Resource, event.mutate(resource))
+        assert resource is not None
+        self._remember(resource)
+        return resource
+
+    async def save(self, resource: Resource) -> Sequence[RecordedEvent]:
+        """Save a new resource's events (or a changed one's); cache it on success."""
+        pending = resource.collect_events()
+        if not pending:
+            return []
+        previous = resource.version - len(pending)
+        crossed = previous // self.snapshot_every != resource.version // self.snapshot_every
+        snapshot = Resource.Snapshot.take(resource) if crossed else None
+        try:
+            recorded = await self.store.append(pending, snapshot)
+        except BaseException:
+            self.forget(resource.id)
+            raise
+        self._remember(resource)
+        return recorded
+
+    def forget(self, resource_id: UUID) -> None:
+        """Drop a cached resource, so the next `get` reads it from the store."""
+        self._cache.pop(resource_id, None)
+
+    def _remember(self, resource: Resource) -> None:
+        self._cache[resource.id] = resource
+        self._cache.move_to_end(resource.id)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)

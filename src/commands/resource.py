@@ -1,0 +1,244 @@
+"""The Resource aggregate: one stream per resource, the one place that decides its bookings.
+
+It is pure: no I/O, and `now` is passed in. Its state holds only what can still collide: the
+bookings that hold time (pending or confirmed) and have not ended. Everything else is pruned,
+so deciding costs the same however long the resource's history is.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import singledispatchmethod
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Transcoding
+
+from commands.errors import BookingClosedError, InvalidCommandError, SlotTakenError
+from events.resource import (
+    BookingCancelled,
+    BookingCreated,
+    BookingModified,
+    ResourceEvent,
+    ResourceRegistered,
+)
+
+PENDING = "pending"
+CONFIRMED = "confirmed"
+CANCELLED = "cancelled"
+STATUSES = (PENDING, CONFIRMED, CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A booking that holds the resource over `[start, end)`."""
+
+    booking_id: UUID
+    start: datetime
+    end: datetime
+    status: str
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.start < end and start < self.end
+
+
+class HoldAsList(Transcoding):
+    """Stores a Hold in snapshots as a compact list."""
+
+    type = Hold
+    name = "hold"
+
+    def encode(self, obj: Hold) -> list[Any]:
+        return [obj.booking_id.hex, obj.start.isoformat(), obj.end.isoformat(), obj.status]
+
+    def decode(self, data: list[Any]) -> Hold:
+        booking_id, start, end, status = data
+        fromiso = datetime.fromisoformat
+        return Hold(UUID(booking_id), fromiso(start), fromiso(end), status)
+
+
+class Resource(Aggregate):
+    """Something bookable: a room, a person, a piece of equipment."""
+
+    def __init__(
+        self, name: str, timezone: str, capacity: int, requires_approval: bool, details: str | None
+    ) -> None:
+        self.name = name
+        self.timezone = timezone
+        self.capacity = capacity
+        self.requires_approval = requires_approval
+        self.details = details
+        self.holds: dict[str, Hold] = {}
+
+    @classmethod
+    def register(
+        cls,
+        resource_id: UUID,
+        *,
+        name: str,
+        timezone: str = "UTC",
+        capacity: int = 1,
+        requires_approval: bool = False,
+        details: str | None = None,
+        actor: str | None = None,
+        now: datetime,
+    ) -> "Resource":
+        """Register a new resource."""
+        if not name.strip():
+            raise InvalidCommandError("A resource needs a non-blank name.", "name")
+        if capacity < 1:
+            raise InvalidCommandError("Capacity must be at least 1.", "capacity")
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            msg = f"Unknown IANA time zone {timezone!r}."
+            raise InvalidCommandError(msg, "timezone") from error
+        return cls._create(
+            ResourceRegistered,
+            id=resource_id,
+            name=name,
+            timezone=timezone,
+            capacity=capacity,
+            requires_approval=requires_approval,
+            details=details,
+            actor=actor,
+            timestamp=now,
+        )
+
+    def create_booking(
+        self,
+        booking_id: UUID,
+        *,
+        client_id: UUID,
+        start: datetime,
+        end: datetime,
+        details: str | None,
+        actor: str | None,
+        now: datetime,
+    ) -> None:
+        """Book `[start, end)` for a client; pending if the resource requires approval."""
+        self._prune(now)
+        _check_times(start, end, now)
+        self._check_room(start, end, ignoring=None)
+        self.trigger_event(
+            BookingCreated,
+            booking_id=booking_id,
+            client_id=client_id,
+            start_time=start,
+            end_time=end,
+            details=details,
+            status=PENDING if self.requires_approval else CONFIRMED,
+            actor=actor,
+            timestamp=now,
+        )
+
+    def modify_booking(
+        self,
+        booking_id: UUID,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        details: str | None,
+        actor: str | None,
+        now: datetime,
+    ) -> None:
+        """Move a booking in time and/or change its details; the new time re-checks every rule."""
+        self._prune(now)
+        hold = self._open_hold(booking_id)
+        new_start, new_end = start or hold.start, end or hold.end
+        moved = (new_start, new_end) != (hold.start, hold.end)
+        if moved:
+            if new_end <= new_start:
+                raise InvalidCommandError("end_time must be after start_time.", "end_time")
+            if new_start != hold.start and new_start < now:
+                raise InvalidCommandError("A booking cannot be moved into the past.", "start_time")
+            if new_end <= now:
+                raise InvalidCommandError("end_time must be in the future.", "end_time")
+            self._check_room(new_start, new_end, ignoring=booking_id)
+        elif details is None:
+            return
+        self.trigger_event(
+            BookingModified,
+            booking_id=booking_id,
+            start_time=new_start if new_start != hold.start else None,
+            end_time=new_end if new_end != hold.end else None,
+            details=details,
+            actor=actor,
+            timestamp=now,
+        )
+
+    def cancel_booking(
+        self, booking_id: UUID, *, reason: str | None, actor: str | None, now: datetime
+    ) -> None:
+        """Cancel a booking that is still open; its time becomes free."""
+        self._prune(now)
+        self._open_hold(booking_id)
+        self.trigger_event(
+            BookingCancelled, booking_id=booking_id, reason=reason, actor=actor, timestamp=now
+        )
+
+    def _open_hold(self, booking_id: UUID) -> Hold:
+        try:
+            return self.holds[str(booking_id)]
+        except KeyError:
+            raise BookingClosedError(booking_id) from None
+
+    def _check_room(self, start: datetime, end: datetime, ignoring: UUID | None) -> None:
+        """Refuse when `[start, end)` would take more than `capacity` bookings at any instant."""
+        overlapping = [
+            h for h in self.holds.values() if h.booking_id != ignoring and h.overlaps(start, end)
+        ]
+        if _peak(overlapping, start, end) >= self.capacity:
+            ordered = sorted(overlapping, key=lambda h: (h.start, h.booking_id))
+            raise SlotTakenError(self.id, [h.booking_id for h in ordered])
+
+    def _prune(self, now: datetime) -> None:
+        """Forget bookings that have ended: they can neither change nor collide any more."""
+        ended = [key for key, hold in self.holds.items() if hold.end <= now]
+        for key in ended:
+            del self.holds[key]
+
+    @singledispatchmethod
+    def when(self, event: ResourceEvent) -> None:
+        """Apply an event to the state (events are applied, never decided, here)."""
+        raise NotImplementedError(type(event).__name__)
+
+    @when.register
+    def _(self, event: BookingCreated) -> None:
+        hold = Hold(event.booking_id, event.start_time, event.end_time, event.status)
+        self.holds[str(event.booking_id)] = hold
+
+    @when.register
+    def _(self, event: BookingModified) -> None:
+        key = str(event.booking_id)
+        hold = self.holds[key]
+        self.holds[key] = Hold(
+            hold.booking_id, event.start_time or hold.start, event.end_time or hold.end, hold.status
+        )
+
+    @when.register
+    def _(self, event: BookingCancelled) -> None:
+        self.holds.pop(str(event.booking_id), None)
+
+
+def _check_times(start: datetime, end: datetime, now: datetime) -> None:
+    if end <= start:
+        raise InvalidCommandError("end_time must be after start_time.", "end_time")
+    if start < now:
+        raise InvalidCommandError("start_time must not be in the past.", "start_time")
+
+
+def _peak(holds: list[Hold], start: datetime, end: datetime) -> int:
+    """The most of `holds` that overlap at any one instant within `[start, end)`."""
+    if len(holds) <= 1:
+        return len(holds)
+    # An end sorts before a start at the same instant: touching intervals do not overlap.
+    edges = sorted(
+        [(max(h.start, start), 1) for h in holds] + [(min(h.end, end), -1) for h in holds]
+    )
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak

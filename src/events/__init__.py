@@ -1,0 +1,1 @@
+"""Event classes (the permanent contract) and the PostgreSQL event store."""

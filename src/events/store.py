@@ -1,0 +1,180 @@
+"""The PostgreSQL event store, on asyncpg.
+
+Semantics follow the eventsourcing library's recorders: a stream is the events of one aggregate,
+`(stream_id, version)` is unique, and appending at a version that is already taken raises
+`ConcurrencyError`, the library's `IntegrityError`. Appends to different streams take no shared
+lock. The global feed is read in commit-safe order: only events of transactions older than every
+transaction still running are returned, ordered by (transaction id, position), so a reader that
+follows it never misses an event that commits later below its cursor.
+"""
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from eventsourcing.domain import CanMutateAggregate, Snapshot
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    StoredEvent,
+    Transcoding,
+    UUIDAsHex,
+)
+
+DomainEvent = CanMutateAggregate[UUID]
+
+
+class ConcurrencyError(IntegrityError):
+    """Raised when an append finds one of its versions already taken by another writer."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """A domain event as stored: with its global position."""
+
+    position: int
+    event: DomainEvent
+
+
+Projector = Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]
+"""Writes read models for newly recorded events, inside the appending transaction."""
+
+
+INSERT_EVENTS = """
+INSERT INTO events (stream_id, version, topic, state)
+SELECT * FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::jsonb[])
+RETURNING position
+"""
+UPSERT_SNAPSHOT = """
+INSERT INTO snapshots (stream_id, version, topic, state) VALUES ($1, $2, $3, $4::jsonb)
+ON CONFLICT (stream_id) DO UPDATE
+SET version = excluded.version, topic = excluded.topic, state = excluded.state
+WHERE snapshots.version < excluded.version
+"""
+# The snapshot (kind 0), if any, then the events after it (kind 1), in one round trip.
+LOAD_STREAM = """
+WITH snapshot AS (SELECT version, topic, state FROM snapshots WHERE stream_id = $1)
+SELECT 0 AS kind, 0::bigint AS position, version, topic, state::text FROM snapshot
+UNION ALL
+SELECT 1, position, version, topic, state::text FROM events
+WHERE stream_id = $1 AND version > COALESCE((SELECT version FROM snapshot), 0)
+ORDER BY kind, version
+"""
+READ_STREAM = """
+SELECT position, stream_id, version, topic, state::text FROM events
+WHERE stream_id = $1 AND version > $2 ORDER BY version
+"""
+READ_ALL = """
+SELECT position, stream_id, version, topic, state::text FROM events
+WHERE position > $1 ORDER BY position LIMIT $2
+"""
+READ_FEED = """
+SELECT e.position, e.stream_id, e.version, e.topic, e.state::text
+FROM events e
+WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND (e.transaction_id, e.position) > (
+      COALESCE((SELECT c.transaction_id FROM events c WHERE c.position = $1), '0'::xid8), $1)
+ORDER BY e.transaction_id, e.position
+LIMIT $2
+"""
+
+
+def new_mapper(*transcodings: Transcoding) -> Mapper[UUID]:
+    """A JSON mapper that knows UUIDs, datetimes and the given extra value types."""
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DatetimeAsISO(), *transcodings):
+        transcoder.register(transcoding)
+    return Mapper(transcoder=transcoder)
+
+
+class EventStore:
+    """Appends events to streams and reads them back, by stream or as one global feed."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        mapper: Mapper[UUID],
+        projector: Projector | None = None,
+    ) -> None:
+        self.pool = pool
+        self.mapper = mapper
+        self.projector = projector
+
+    async def append(
+        self, events: Sequence[DomainEvent], snapshot: Snapshot | None = None
+    ) -> list[RecordedEvent]:
+        """Record events (of one or more streams) atomically, project them, return them.
+
+        Each event's version must be free in its stream: the first event of an aggregate
+        loaded at version N carries N + 1, so the unique key enforces the expected version.
+        """
+        stored = [self.mapper.to_stored_event(event) for event in events]
+        async with self.pool.acquire() as conn, conn.transaction():
+            try:
+                rows = await conn.fetch(
+                    INSERT_EVENTS,
+                    [s.originator_id for s in stored],
+                    [s.originator_version for s in stored],
+                    [s.topic for s in stored],
+                    [s.state.decode() for s in stored],
+                )
+            except asyncpg.UniqueViolationError as error:
+                raise ConcurrencyError(str(error)) from error
+            recorded = [
+                RecordedEvent(row["position"], event)
+                for row, event in zip(rows, events, strict=True)
+            ]
+            if snapshot is not None:
+                s = self.mapper.to_stored_event(snapshot)
+                await conn.execute(
+                    UPSERT_SNAPSHOT, s.originator_id, s.originator_version, s.topic, s.state.decode()
+                )
+            if self.projector is not None:
+                await self.projector(conn, recorded)
+        return recorded
+
+    async def load(self, stream_id: UUID) -> tuple[Snapshot | None, list[DomainEvent]]:
+        """The stream's latest snapshot (or None) and the events recorded after it."""
+        snapshot = None
+        events: list[DomainEvent] = []
+        for row in await self.pool.fetch(LOAD_STREAM, stream_id):
+            event = self._decode(stream_id, row)
+            if row["kind"] == 0:
+                snapshot = event
+            else:
+                events.append(event)
+        return snapshot, events
+
+    async def read_stream(self, stream_id: UUID, after_version: int = 0) -> list[RecordedEvent]:
+        """Every event of one stream after the given version, oldest first."""
+        rows = await self.pool.fetch(READ_STREAM, stream_id, after_version)
+        return self._recorded(rows)
+
+    async def read_feed(
+        self, after: int = 0, limit: int = 1000, conn: asyncpg.Connection | None = None
+    ) -> list[RecordedEvent]:
+        """The next events of the global feed after the event at position `after` (0: start).
+
+        Stops before any event whose transaction could still be followed by an earlier commit,
+        so repeated reads that follow the last returned position never skip or repeat events.
+        """
+        rows = await (conn or self.pool).fetch(READ_FEED, after, limit)
+        return self._recorded(rows)
+
+    async def read_all(
+        self, conn: asyncpg.Connection, after: int = 0, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """Committed events after a position, by position; for a reader that holds the writers
+        back (a rebuild), so no earlier position can still commit."""
+        return self._recorded(await conn.fetch(READ_ALL, after, limit))
+
+    def _recorded(self, rows: Iterable[Any]) -> list[RecordedEvent]:
+        return [RecordedEvent(row["position"], self._decode(row["stream_id"], row)) for row in rows]
+
+    def _decode(self, stream_id: UUID, row: Any) -> Any:
+        stored = StoredEvent(stream_id, row["version"], row["topic"], row["state"].encode())
+        return self.mapper.to_domain_event(stored)

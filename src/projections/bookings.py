@@ -1,0 +1,115 @@
+"""The bookings read model: one row per booking, its current state."""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from events.resource import BookingCancelled, BookingCreated, BookingModified
+from events.store import RecordedEvent
+
+
+class BookingView(msgspec.Struct, kw_only=True):
+    booking_id: UUID
+    resource_id: UUID
+    start_time: datetime
+    end_time: datetime
+    client_id: UUID
+    status: str
+    details: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class BookingFilter(msgspec.Struct, kw_only=True):
+    resource_id: UUID | None = None
+    client_id: UUID | None = None
+    status: str | None = None
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+
+
+INSERT = """
+INSERT INTO bookings (booking_id, resource_id, client_id, start_time, end_time, status, details,
+                      created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+"""
+MODIFY = """
+UPDATE bookings SET start_time = COALESCE($2, start_time), end_time = COALESCE($3, end_time),
+                    details = COALESCE($4, details), updated_at = $5
+WHERE booking_id = $1
+"""
+SET_STATUS = "UPDATE bookings SET status = $2, updated_at = $3 WHERE booking_id = $1"
+SELECT = "SELECT * FROM bookings WHERE booking_id = $1"
+RESOURCE_OF = "SELECT resource_id FROM bookings WHERE booking_id = $1"
+# Bookings by start time; the window keeps those that overlap [window_start, window_end).
+PAGE = """
+SELECT * FROM bookings
+WHERE ($1::uuid IS NULL OR resource_id = $1)
+  AND ($2::uuid IS NULL OR client_id = $2)
+  AND ($3::text IS NULL OR status = $3)
+  AND ($4::timestamptz IS NULL OR end_time > $4)
+  AND ($5::timestamptz IS NULL OR start_time < $5)
+  AND ($6::timestamptz IS NULL OR (start_time, booking_id) > ($6, $7))
+ORDER BY start_time, booking_id
+LIMIT $8
+"""
+TABLES = ("bookings",)
+
+
+async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
+    event = recorded.event
+    if isinstance(event, BookingCreated):
+        await conn.execute(
+            INSERT,
+            event.booking_id,
+            event.originator_id,
+            event.client_id,
+            event.start_time,
+            event.end_time,
+            event.status,
+            event.details,
+            event.timestamp,
+        )
+    elif isinstance(event, BookingModified):
+        await conn.execute(
+            MODIFY,
+            event.booking_id,
+            event.start_time,
+            event.end_time,
+            event.details,
+            event.timestamp,
+        )
+    elif isinstance(event, BookingCancelled):
+        await conn.execute(SET_STATUS, event.booking_id, "cancelled", event.timestamp)
+
+
+async def get(conn: Any, booking_id: UUID) -> BookingView | None:
+    row = await conn.fetchrow(SELECT, booking_id)
+    return None if row is None else msgspec.convert(dict(row), BookingView)
+
+
+async def resource_of(conn: Any, booking_id: UUID) -> UUID | None:
+    resource_id: UUID | None = await conn.fetchval(RESOURCE_OF, booking_id)
+    return resource_id
+
+
+async def page(
+    conn: Any, where: BookingFilter, after: tuple[datetime, UUID] | None, limit: int
+) -> list[BookingView]:
+    """Bookings matching the filter by (start_time, booking_id), after the given key."""
+    start_time, booking_id = after or (None, None)
+    rows = await conn.fetch(
+        PAGE,
+        where.resource_id,
+        where.client_id,
+        where.status,
+        where.window_start,
+        where.window_end,
+        start_time,
+        booking_id,
+        limit,
+    )
+    return [msgspec.convert(dict(row), BookingView) for row in rows]

@@ -1,0 +1,67 @@
+"""The booking history read model: every event about a booking, oldest first."""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from events.resource import EVENT_TYPES, BookingCancelled, BookingCreated, BookingModified
+from events.store import RecordedEvent
+
+
+class HistoryEntry(msgspec.Struct, kw_only=True):
+    position: int
+    version: int
+    type: str
+    occurred_at: datetime
+    actor: str | None
+    data: dict[str, Any]
+
+
+INSERT = """
+INSERT INTO booking_history (booking_id, position, version, type, occurred_at, actor, data)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+"""
+SELECT = """
+SELECT position, version, type, occurred_at, actor, data::text FROM booking_history
+WHERE booking_id = $1 ORDER BY position
+"""
+TABLES = ("booking_history",)
+_NOT_DATA = {"originator_id", "originator_version", "timestamp", "actor", "booking_id"}
+
+
+def _data(event: Any) -> dict[str, Any]:
+    """What the event says beyond who/when: unchanged fields (None) are left out."""
+    return {k: v for k, v in vars(event).items() if k not in _NOT_DATA and v is not None}
+
+
+async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
+    event = recorded.event
+    if isinstance(event, BookingCreated | BookingModified | BookingCancelled):
+        await conn.execute(
+            INSERT,
+            event.booking_id,
+            recorded.position,
+            event.originator_version,
+            EVENT_TYPES[type(event)],
+            event.timestamp,
+            event.actor,
+            msgspec.json.encode(_data(event)).decode(),
+        )
+
+
+async def of_booking(conn: Any, booking_id: UUID) -> list[HistoryEntry]:
+    rows = await conn.fetch(SELECT, booking_id)
+    return [
+        HistoryEntry(
+            position=row["position"],
+            version=row["version"],
+            type=row["type"],
+            occurred_at=row["occurred_at"],
+            actor=row["actor"],
+            data=msgspec.json.decode(row["data"]),
+        )
+        for row in rows
+    ]
