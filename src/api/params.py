@@ -1,6 +1,7 @@
 """Parsing of path and query values that litestar cannot check the way the API promises."""
 
 from datetime import UTC, datetime
+from typing import overload
 from uuid import UUID
 
 from api.errors import InvalidInputError
@@ -13,6 +14,10 @@ def parse_uuid(value: str, field: str) -> UUID:
         raise InvalidInputError(field, f"{value!r} is not a UUID") from None
 
 
+@overload
+def aware(value: datetime, field: str) -> datetime: ...
+@overload
+def aware(value: datetime | None, field: str) -> datetime | None: ...
 def aware(value: datetime | None, field: str) -> datetime | None:
     """The time in UTC; naive times are refused (an offset is required)."""
     if value is None:

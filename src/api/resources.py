@@ -5,14 +5,14 @@ from typing import Annotated
 
 import asyncpg
 from litestar import Controller, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.dependencies import Actor
+from api.dependencies import Actor, Commands, Db
 from api.errors import InvalidInputError
 from api.params import aware, parse_uuid
 from api.schemas import Availability, ResourceCreate, ResourcePage, decode_cursor, encode_cursor
 from commands.errors import ResourceNotFoundError
-from commands.handlers import CommandHandlers, RegisterResource
+from commands.handlers import RegisterResource
 from projections import availability, resources
 from projections.resources import ResourceView
 
@@ -29,11 +29,11 @@ async def fetch_resource(db: asyncpg.Pool, resource_id: str) -> ResourceView:
 
 class ResourceController(Controller):
     path = "/resources"
-    tags = ["resources"]
+    tags = ("resources",)
 
     @post("/", status_code=201)
     async def register(
-        self, data: ResourceCreate, commands: CommandHandlers, db: asyncpg.Pool, actor: Actor
+        self, data: JSONBody[ResourceCreate], commands: Commands, db: Db, actor: Actor
     ) -> Response[ResourceView]:
         """Register a bookable resource."""
         resource_id = await commands.register_resource(
@@ -50,16 +50,16 @@ class ResourceController(Controller):
         return Response(view, status_code=201, headers={"Location": f"/resources/{resource_id}"})
 
     @get("/{resource_id:str}")
-    async def fetch(self, resource_id: str, db: asyncpg.Pool) -> ResourceView:
+    async def fetch(self, resource_id: FromPath[str], db: Db) -> ResourceView:
         """One resource."""
         return await fetch_resource(db, resource_id)
 
     @get("/")
     async def list_resources(
         self,
-        db: asyncpg.Pool,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: str | None = None,
+        db: Db,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: FromQuery[str | None] = None,
     ) -> ResourcePage:
         """Resources in registration order, a page at a time."""
         try:
@@ -76,14 +76,13 @@ class ResourceController(Controller):
     @get("/{resource_id:str}/availability")
     async def availability(
         self,
-        resource_id: str,
-        db: asyncpg.Pool,
-        window_start: Annotated[datetime, Parameter(query="from")],
-        window_end: Annotated[datetime, Parameter(query="to")],
+        resource_id: FromPath[str],
+        db: Db,
+        window_start: Annotated[datetime, QueryParameter(name="from")],
+        window_end: Annotated[datetime, QueryParameter(name="to")],
     ) -> Availability:
         """Busy and free time of a resource within `[from, to)` (at most 366 days)."""
         start, end = aware(window_start, "from"), aware(window_end, "to")
-        assert start is not None and end is not None
         if end <= start:
             raise InvalidInputError("to", "'to' must be after 'from'")
         if end - start > MAX_WINDOW:

@@ -131,7 +131,11 @@ class EventStore:
             if snapshot is not None:
                 s = self.mapper.to_stored_event(snapshot)
                 await conn.execute(
-                    UPSERT_SNAPSHOT, s.originator_id, s.originator_version, s.topic, s.state.decode()
+                    UPSERT_SNAPSHOT,
+                    s.originator_id,
+                    s.originator_version,
+                    s.topic,
+                    s.state.decode(),
                 )
             if self.projector is not None:
                 await self.projector(conn, recorded)

@@ -68,9 +68,7 @@ async def busy(conn: Any, resource_id: UUID, start: datetime, end: datetime) -> 
     return [msgspec.convert(dict(row), BusySlot) for row in rows]
 
 
-def free(
-    busy: list[BusySlot], capacity: int, start: datetime, end: datetime
-) -> list[FreeSlot]:
+def free(busy: list[BusySlot], capacity: int, start: datetime, end: datetime) -> list[FreeSlot]:
     """The parts of `[start, end)` where fewer than `capacity` slots overlap."""
     edges = sorted(
         [(max(s.start_time, start), 1) for s in busy] + [(min(s.end_time, end), -1) for s in busy]

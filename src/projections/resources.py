@@ -57,9 +57,7 @@ async def get(conn: Any, resource_id: UUID) -> ResourceView | None:
     return None if row is None else msgspec.convert(dict(row), ResourceView)
 
 
-async def page(
-    conn: Any, after: tuple[datetime, UUID] | None, limit: int
-) -> list[ResourceView]:
+async def page(conn: Any, after: tuple[datetime, UUID] | None, limit: int) -> list[ResourceView]:
     """Resources in registration order, after the given (created_at, resource_id)."""
     created_at, resource_id = after or (None, None)
     rows = await conn.fetch(PAGE, created_at, resource_id, limit)
