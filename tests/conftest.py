@@ -1,7 +1,7 @@
 """Shared fixtures: one real PostgreSQL per test session (embedded unless DATABASE_URL is set)."""
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from api.database import open_pool, start_embedded
+from api.database import embedded, open_pool
 from api.settings import Settings
 from commands.resource import HoldAsList
 from events.store import EventStore, new_mapper
@@ -31,10 +31,12 @@ class Clock:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url := os.environ.get("DATABASE_URL"):
-        return url
-    return start_embedded(Path(tmp_path_factory.mktemp("postgres")))
+        yield url
+    else:
+        with embedded(Path(tmp_path_factory.mktemp("postgres"))) as url:
+            yield url
 
 
 @pytest.fixture(scope="session")

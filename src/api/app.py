@@ -8,7 +8,7 @@ from litestar import Litestar, get
 from litestar.openapi import OpenAPIConfig
 
 from api.bookings import BookingController
-from api.database import database_url, open_pool
+from api.database import open_pool
 from api.dependencies import DEPENDENCIES
 from api.errors import EXCEPTION_HANDLERS
 from api.resources import ResourceController
@@ -37,7 +37,10 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await open_pool(database_url(settings), settings)
+        if not settings.database_url:
+            msg = "create_app needs Settings.database_url (`bookings serve` provides one)"
+            raise RuntimeError(msg)
+        pool = await open_pool(settings.database_url, settings)
         store = EventStore(pool, new_mapper(HoldAsList()), projector=project)
         repository = ResourceRepository(store, snapshot_every=settings.snapshot_every)
 

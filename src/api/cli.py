@@ -3,11 +3,12 @@
 import argparse
 import asyncio
 import os
+import signal
 import sys
 
 import asyncpg
 
-from api.database import database_url, open_pool
+from api.database import database, open_pool
 from api.settings import Settings
 from events.migrations import migrate
 
@@ -15,18 +16,22 @@ from events.migrations import migrate
 def serve(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn  # noqa: PLC0415
 
-    # Workers are separate processes: they find the database through the environment.
-    url = os.environ["DATABASE_URL"] = database_url(settings)
-    asyncio.run(_migrate(url))
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        access_log=False,
-    )
+    # uvicorn re-raises SIGTERM once it has shut down: make that unwind through `database`,
+    # which stops an embedded PostgreSQL on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
+    with database(settings) as url:
+        # Workers are separate processes: they find the database through the environment.
+        os.environ["DATABASE_URL"] = url
+        asyncio.run(_migrate(url))
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            access_log=False,
+        )
 
 
 async def _migrate(url: str) -> None:
@@ -38,12 +43,12 @@ async def _migrate(url: str) -> None:
         await conn.close()
 
 
-async def _rebuild(settings: Settings) -> None:
+async def _rebuild(url: str, settings: Settings) -> None:
     from commands.resource import HoldAsList  # noqa: PLC0415
     from events.store import EventStore, new_mapper  # noqa: PLC0415
     from projections.runner import rebuild  # noqa: PLC0415
 
-    pool = await open_pool(database_url(settings), settings)
+    pool = await open_pool(url, settings)
     try:
         store = EventStore(pool, new_mapper(HoldAsList()))
         tty = sys.stderr.isatty()
@@ -83,10 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     if args.command == "serve":
         serve(args, settings)
-    elif args.command == "migrate":
-        asyncio.run(_migrate(database_url(settings)))
-    else:
-        asyncio.run(_rebuild(settings))
+        return
+    with database(settings) as url:
+        if args.command == "migrate":
+            asyncio.run(_migrate(url))
+        else:
+            asyncio.run(_rebuild(url, settings))
 
 
 if __name__ == "__main__":

