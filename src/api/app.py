@@ -3,14 +3,16 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from litestar import Litestar, get
+import asyncpg
+from litestar import Litestar, Response, get
 from litestar.openapi import OpenAPIConfig
 
 from api.bookings import BookingController
 from api.database import open_pool
-from api.dependencies import DEPENDENCIES
-from api.errors import EXCEPTION_HANDLERS
+from api.dependencies import DEPENDENCIES, Db
+from api.errors import EXCEPTION_HANDLERS, problem
 from api.resources import ResourceController
 from api.settings import Settings
 from commands.handlers import Clock, CommandHandlers
@@ -26,9 +28,13 @@ def utc_now() -> datetime:
 
 
 @get("/health", tags=["operations"])
-async def health() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
+async def health(db: Db) -> Response[Any]:
+    """Readiness: the process answers and reaches its database (else 503)."""
+    try:
+        await db.fetchval("SELECT 1")
+    except (OSError, asyncpg.PostgresError) as error:
+        return problem(503, "unavailable", "Database unavailable", str(error))
+    return Response({"status": "ok"})
 
 
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Litestar:
