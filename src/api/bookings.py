@@ -5,17 +5,17 @@ from typing import Annotated, Literal
 
 import asyncpg
 from litestar import Controller, Response, delete, get, post, put
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
 
 from api.dependencies import Actor, Commands, Db
 from api.errors import InvalidInputError
-from api.params import aware, parse_uuid
+from api.params import aware, parse_uuid, strict_body
 from api.schemas import (
+    NO_NUL,
     BookingCreate,
     BookingPage,
     BookingUpdate,
     History,
-    Reason,
     decode_cursor,
     encode_cursor,
 )
@@ -41,16 +41,21 @@ class BookingController(Controller):
 
     @post("/", status_code=201)
     async def create(
-        self, data: JSONBody[BookingCreate], commands: Commands, db: Db, actor: Actor
+        self,
+        data: SkipValidation[JSONBody[BookingCreate]],
+        commands: Commands,
+        db: Db,
+        actor: Actor,
     ) -> Response[BookingView]:
         """Book a resource for `[start_time, end_time)`; 409 if the slot is taken."""
+        body = strict_body(data, BookingCreate)
         booking_id = await commands.create_booking(
             CreateBooking(
-                resource_id=data.resource_id,
-                client_id=data.client_id,
-                start_time=data.start_time,
-                end_time=data.end_time,
-                details=data.details,
+                resource_id=body.resource_id,
+                client_id=body.client_id,
+                start_time=body.start_time,
+                end_time=body.end_time,
+                details=body.details,
                 actor=actor,
             )
         )
@@ -66,19 +71,20 @@ class BookingController(Controller):
     async def modify(
         self,
         booking_id: FromPath[str],
-        data: JSONBody[BookingUpdate],
+        data: SkipValidation[JSONBody[BookingUpdate]],
         commands: Commands,
         db: Db,
         actor: Actor,
     ) -> BookingView:
         """Change a booking's time and/or details; a new time is checked like a new booking."""
+        body = strict_body(data, BookingUpdate)
         key = parse_uuid(booking_id, "booking_id")
         await commands.modify_booking(
             ModifyBooking(
                 booking_id=key,
-                start_time=data.start_time,
-                end_time=data.end_time,
-                details=data.details,
+                start_time=body.start_time,
+                end_time=body.end_time,
+                details=body.details,
                 actor=actor,
             )
         )
@@ -91,7 +97,7 @@ class BookingController(Controller):
         commands: Commands,
         db: Db,
         actor: Actor,
-        reason: FromQuery[Reason | None] = None,
+        reason: Annotated[str | None, QueryParameter(max_length=1_000, pattern=NO_NUL)] = None,
     ) -> BookingView:
         """Cancel a booking; it stays retrievable with status `cancelled`."""
         key = parse_uuid(booking_id, "booking_id")

@@ -14,6 +14,7 @@ Actor = Annotated[
     HeaderParameter(
         name="X-Actor",
         max_length=200,
+        pattern=r"^[^\x00-\x1f]*$",
         description="Who is acting (a user or system id); recorded in the booking's history.",
     ),
 ]

@@ -44,6 +44,10 @@ def on_invalid_input(_: Request[Any, Any, Any], error: InvalidInputError) -> Res
     return invalid([{"field": error.field, "message": error.message}])
 
 
+# Parameters whose Python names differ from their names on the wire.
+_QUERY_NAMES = {"window_start": "from", "window_end": "to", "actor": "X-Actor"}
+
+
 def on_validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
     """msgspec/litestar validation of body, query and path values."""
     cause = str(error.__cause__ or "")
@@ -55,8 +59,7 @@ def on_validation(_: Request[Any, Any, Any], error: ValidationException) -> Resp
     for item in error.extra if isinstance(error.extra, list) else []:
         key = str(item.get("key", ""))
         message = str(item.get("message", "invalid value"))
-        if key == "data":  # the body as a whole: msgspec names the field inside the message
-            key = "body"
+        key = _QUERY_NAMES.get(key, key)
         errors.append({"field": key, "message": message})
     return invalid(errors or [{"field": "request", "message": str(error.detail)}])
 

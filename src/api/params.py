@@ -1,8 +1,11 @@
 """Parsing of path and query values that litestar cannot check the way the API promises."""
 
+import re
 from datetime import UTC, datetime
-from typing import overload
+from typing import Any, TypeVar, overload
 from uuid import UUID
+
+import msgspec
 
 from api.errors import InvalidInputError
 
@@ -28,3 +31,22 @@ def aware(value: datetime | None, field: str) -> datetime | None:
         return value.astimezone(UTC)
     except OverflowError:
         raise InvalidInputError(field, "the time is out of range") from None
+
+
+T = TypeVar("T")
+_AT_PATH = re.compile(r" - at `\$(?:\.(?P<path>.*))?`$")
+
+
+def strict_body(data: Any, schema: type[T]) -> T:
+    """The JSON body as `schema`, with no type coercion ("2" is not 2, 1798190527 not a time).
+
+    litestar converts bodies leniently, so handlers take the decoded JSON as is
+    (`SkipValidation`) and convert it here.
+    """
+    try:
+        return msgspec.convert(data, schema, strict=True)
+    except msgspec.ValidationError as error:
+        message = str(error)
+        match = _AT_PATH.search(message)
+        field = (match and match.group("path")) or "body"
+        raise InvalidInputError(field, message[: match.start()] if match else message) from None

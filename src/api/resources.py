@@ -5,11 +5,11 @@ from typing import Annotated
 
 import asyncpg
 from litestar import Controller, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
 
 from api.dependencies import Actor, Commands, Db
 from api.errors import InvalidInputError
-from api.params import aware, parse_uuid
+from api.params import aware, parse_uuid, strict_body
 from api.schemas import Availability, ResourceCreate, ResourcePage, decode_cursor, encode_cursor
 from commands.errors import ResourceNotFoundError
 from commands.handlers import RegisterResource
@@ -33,16 +33,21 @@ class ResourceController(Controller):
 
     @post("/", status_code=201)
     async def register(
-        self, data: JSONBody[ResourceCreate], commands: Commands, db: Db, actor: Actor
+        self,
+        data: SkipValidation[JSONBody[ResourceCreate]],
+        commands: Commands,
+        db: Db,
+        actor: Actor,
     ) -> Response[ResourceView]:
         """Register a bookable resource."""
+        body = strict_body(data, ResourceCreate)
         resource_id = await commands.register_resource(
             RegisterResource(
-                name=data.name,
-                timezone=data.timezone,
-                capacity=data.capacity,
-                requires_approval=data.requires_approval,
-                details=data.details,
+                name=body.name,
+                timezone=body.timezone,
+                capacity=body.capacity,
+                requires_approval=body.requires_approval,
+                details=body.details,
                 actor=actor,
             )
         )

@@ -14,9 +14,12 @@ from projections.bookings import BookingView
 from projections.history import HistoryEntry
 from projections.resources import ResourceView
 
-Details = Annotated[str, Meta(max_length=10_000, description="Free text about the booking.")]
+NO_NUL = r"^[^\x00]*$"
+"""PostgreSQL text cannot hold NUL characters: refuse them up front."""
+Details = Annotated[
+    str, Meta(max_length=10_000, pattern=NO_NUL, description="Free text about the booking.")
+]
 Time = Annotated[datetime, Meta(tz=True, description="RFC 3339 with an offset; stored in UTC.")]
-Reason = Annotated[str, Meta(max_length=1_000)]
 
 
 def to_utc(value: datetime, field: str) -> datetime:
@@ -28,8 +31,8 @@ def to_utc(value: datetime, field: str) -> datetime:
 
 
 class ResourceCreate(Struct, forbid_unknown_fields=True, kw_only=True):
-    name: Annotated[str, Meta(min_length=1, max_length=200)]
-    timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
+    name: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+    timezone: Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)] = "UTC"
     capacity: Annotated[int, Meta(ge=1, le=100_000)] = 1
     requires_approval: bool = False
     details: Details | None = None

@@ -7,10 +7,10 @@ so deciding costs the same however long the resource's history is.
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import singledispatchmethod
+from functools import cache, singledispatchmethod
+from importlib import resources
 from typing import Any
 from uuid import UUID
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Transcoding
@@ -89,11 +89,9 @@ class Resource(Aggregate):
             raise InvalidCommandError("A resource needs a non-blank name.", "name")
         if capacity < 1:
             raise InvalidCommandError("Capacity must be at least 1.", "capacity")
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError) as error:
+        if timezone not in _zone_names():
             msg = f"Unknown IANA time zone {timezone!r}."
-            raise InvalidCommandError(msg, "timezone") from error
+            raise InvalidCommandError(msg, "timezone")
         return cls._create(
             ResourceRegistered,
             id=resource_id,
@@ -220,6 +218,13 @@ class Resource(Aggregate):
     @when.register
     def _(self, event: BookingCancelled) -> None:
         self.holds.pop(str(event.booking_id), None)
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    """The IANA zone names, as the tzdata package lists them (the system's folder also holds
+    files such as `localtime` that are not zones)."""
+    return frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
 
 
 def _check_times(start: datetime, end: datetime, now: datetime) -> None:
