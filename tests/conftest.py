@@ -1,6 +1,8 @@
 """Shared fixtures: one real PostgreSQL per test session (embedded unless DATABASE_URL is set)."""
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,12 +33,18 @@ class Clock:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url() -> Iterator[str]:
     if url := os.environ.get("DATABASE_URL"):
         yield url
-    else:
-        with embedded(Path(tmp_path_factory.mktemp("postgres"))) as url:
+        return
+    # A folder of our own: the embedded server changes the permissions of its parents, which
+    # would disturb other pytest sessions sharing pytest's temporary root.
+    data_dir = Path(tempfile.mkdtemp(prefix="bookings-test-"))
+    try:
+        with embedded(data_dir) as url:
             yield url
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import cast
 from uuid import UUID
+from weakref import WeakValueDictionary
 
 from commands.errors import ResourceNotFoundError
 from commands.resource import Resource
@@ -23,14 +24,13 @@ class ResourceRepository:
         self.snapshot_every = snapshot_every
         self.cache_size = cache_size
         self._cache: OrderedDict[UUID, Resource] = OrderedDict()
-        self._locks: dict[UUID, asyncio.Lock] = {}
+        # A lock lives as long as someone holds or awaits it.
+        self._locks: WeakValueDictionary[UUID, asyncio.Lock] = WeakValueDictionary()
 
     def lock(self, resource_id: UUID) -> asyncio.Lock:
         """The lock that serialises this process's decisions on one resource."""
         lock = self._locks.get(resource_id)
         if lock is None:
-            if len(self._locks) > self.cache_size:
-                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
             lock = self._locks[resource_id] = asyncio.Lock()
         return lock
 

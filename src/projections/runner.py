@@ -54,6 +54,7 @@ class RebuildSummary:
 
 
 TABLES = ("projected_streams", *(t for p in PROJECTORS for t in p.TABLES))
+LOCK = "LOCK TABLE projected_streams IN SHARE MODE"
 
 
 async def rebuild(
@@ -64,13 +65,16 @@ async def rebuild(
 ) -> RebuildSummary:
     """Empty every read model and project the whole log again, in one transaction.
 
-    Writers wait while it runs (their inline projection needs the emptied tables); readers see
-    the old rows until it commits.
+    Readers see the old rows until it commits. Writers wait: the SHARE lock on the tracking
+    table holds back their inline projection (and lets the ones already projecting finish
+    first), so no event can commit unseen while the log is read.
     """
     started = time.perf_counter()
     count = after = 0
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+        await conn.execute(LOCK)
+        for table in TABLES:
+            await conn.execute(f"DELETE FROM {table}")
         while batch := await store.read_all(conn, after, batch_size):
             await project(conn, batch)
             count += len(batch)

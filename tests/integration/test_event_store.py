@@ -1,0 +1,513 @@
+"""The PostgreSQL event store against a real database: appends, conflicts, snapshots, the feed.
+
+Every test works on streams with fresh random ids, so it can share the database with others.
+"""
+
+import asyncio
+import copy
+import json
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import cast
+from uuid import UUID, uuid4
+
+import asyncpg
+import pytest
+from eventsourcing.domain import Snapshot
+from eventsourcing.persistence import IntegrityError
+
+from commands.errors import SlotTakenError
+from commands.handlers import CommandHandlers, CreateBooking
+from commands.repository import ResourceRepository
+from commands.resource import Resource
+from events.resource import BookingCancelled, BookingCreated, ResourceRegistered
+from events.store import ConcurrencyError, DomainEvent, EventStore, RecordedEvent
+from projections import bookings
+from projections.runner import project
+
+HOUR = timedelta(hours=1)
+READ_MODEL_ROWS = {
+    "bookings": "SELECT count(*) FROM bookings WHERE booking_id = $1",
+    "slots": "SELECT count(*) FROM slots WHERE booking_id = $1",
+    "booking_history": "SELECT count(*) FROM booking_history WHERE booking_id = $1",
+}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# Whole hours well ahead of the real time, fixed once so that `future(n)` is stable in a test.
+BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=30)
+
+
+def future(hours: int) -> datetime:
+    return BASE + hours * HOUR
+
+
+def registered(name: str = "Room") -> Resource:
+    return Resource.register(uuid4(), name=name, now=now())
+
+
+def book(resource: Resource, start: datetime, end: datetime) -> UUID:
+    booking_id = uuid4()
+    resource.create_booking(
+        booking_id, client_id=uuid4(), start=start, end=end, details=None, actor=None, now=now()
+    )
+    return booking_id
+
+
+def rebuilt(snapshot: Snapshot | None, events: Sequence[DomainEvent]) -> Resource:
+    """The aggregate from what `store.load` returned."""
+    resource = cast(Resource | None, snapshot.mutate(None) if snapshot else None)
+    for event in events:
+        resource = cast(Resource, event.mutate(resource))
+    assert resource is not None
+    return resource
+
+
+async def load(store: EventStore, resource_id: UUID) -> Resource:
+    return rebuilt(*await store.load(resource_id))
+
+
+async def new_resource(store: EventStore, name: str = "Room") -> Resource:
+    resource = registered(name)
+    await store.append(resource.collect_events())
+    return resource
+
+
+async def read_model_counts(pool: asyncpg.Pool, booking_id: UUID) -> dict[str, int]:
+    return {table: await pool.fetchval(sql, booking_id) for table, sql in READ_MODEL_ROWS.items()}
+
+
+async def stream_keys(pool: asyncpg.Pool, stream_id: UUID) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT version FROM events WHERE stream_id = $1 ORDER BY version", stream_id
+    )
+    return [row["version"] for row in rows]
+
+
+async def feed_tail(store: EventStore) -> int:
+    """The position a reader that has caught up with the feed now would continue after."""
+    after = 0
+    while batch := await store.read_feed(after, 1000):
+        after = batch[-1].position
+    return after
+
+
+# --- append and read back ---------------------------------------------------------------------
+
+
+async def test_appended_events_read_back_equal_and_in_order(store: EventStore) -> None:
+    resource = registered("Meeting room")
+    b1 = book(resource, future(1), future(2))
+    b2 = book(resource, future(3), future(4))
+    resource.cancel_booking(b1, reason="moved", actor="alice", now=now())
+    pending = resource.collect_events()
+
+    recorded = await store.append(pending)
+
+    assert [r.event for r in recorded] == pending
+    positions = [r.position for r in recorded]
+    assert positions == sorted(positions)
+    assert len(set(positions)) == 4
+    snapshot, loaded = await store.load(resource.id)
+    assert snapshot is None
+    assert loaded == pending
+    assert [type(e) for e in loaded] == [
+        ResourceRegistered,
+        BookingCreated,
+        BookingCreated,
+        BookingCancelled,
+    ]
+    assert [e.originator_version for e in loaded] == [1, 2, 3, 4]
+    assert cast(BookingCreated, loaded[2]).booking_id == b2
+    assert cast(BookingCreated, loaded[1]).start_time == future(1)
+    assert cast(BookingCancelled, loaded[3]).actor == "alice"
+
+    stream = await store.read_stream(resource.id)
+    assert stream == recorded
+    later = await store.read_stream(resource.id, after_version=2)
+    assert [r.event.originator_version for r in later] == [3, 4]
+    assert later == recorded[2:]
+
+    again = await load(store, resource.id)
+    assert again.version == 4
+    assert set(again.holds) == {str(b2)}
+
+
+async def test_unknown_stream_loads_empty(store: EventStore) -> None:
+    assert await store.load(uuid4()) == (None, [])
+    assert await store.read_stream(uuid4()) == []
+
+
+async def test_appends_are_projected_in_the_same_transaction(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    resource = await new_resource(store)
+    booking_id = book(resource, future(1), future(2))
+    await store.append(resource.collect_events())
+
+    assert await read_model_counts(pool, booking_id) == {
+        "bookings": 1,
+        "slots": 1,
+        "booking_history": 1,
+    }
+    mark = await pool.fetchval(
+        "SELECT version FROM projected_streams WHERE stream_id = $1", resource.id
+    )
+    assert mark == 2
+
+
+# --- expected version -------------------------------------------------------------------------
+
+
+async def test_append_at_a_taken_version_conflicts_and_writes_nothing(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    resource = await new_resource(store)
+    stale = copy.deepcopy(resource)
+    winner = book(resource, future(1), future(2))
+    await store.append(resource.collect_events())
+    loser = book(stale, future(5), future(6))  # another slot: only the version collides
+    assert stale.version == 2
+
+    with pytest.raises(ConcurrencyError) as raised:
+        await store.append(stale.collect_events())
+
+    assert isinstance(raised.value, IntegrityError)
+    assert await stream_keys(pool, resource.id) == [1, 2]
+    _, events = await store.load(resource.id)
+    assert cast(BookingCreated, events[-1]).booking_id == winner
+    assert await read_model_counts(pool, loser) == {
+        "bookings": 0,
+        "slots": 0,
+        "booking_history": 0,
+    }
+    assert await read_model_counts(pool, winner) == {
+        "bookings": 1,
+        "slots": 1,
+        "booking_history": 1,
+    }
+    mark = await pool.fetchval(
+        "SELECT version FROM projected_streams WHERE stream_id = $1", resource.id
+    )
+    assert mark == 2
+
+
+async def test_a_conflict_in_one_stream_discards_the_whole_append(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """Events of several streams are recorded atomically: all of them or none."""
+    contested = await new_resource(store)
+    stale = copy.deepcopy(contested)
+    book(contested, future(1), future(2))
+    await store.append(contested.collect_events())
+    fresh = registered("Innocent bystander")
+    fresh_booking = book(fresh, future(1), future(2))
+    book(stale, future(3), future(4))
+
+    with pytest.raises(ConcurrencyError):
+        await store.append([*fresh.collect_events(), *stale.collect_events()])
+
+    assert await stream_keys(pool, fresh.id) == []
+    assert await stream_keys(pool, contested.id) == [1, 2]
+    assert (
+        await pool.fetchval("SELECT count(*) FROM resources WHERE resource_id = $1", fresh.id) == 0
+    )
+    assert await read_model_counts(pool, fresh_booking) == {
+        "bookings": 0,
+        "slots": 0,
+        "booking_history": 0,
+    }
+
+
+async def test_concurrent_appends_to_one_stream_exactly_one_wins(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    resource = await new_resource(store)
+    book(resource, future(0), future(1))
+    await store.append(resource.collect_events())
+    loaded = await load(store, resource.id)
+    assert loaded.version == 2
+
+    contenders = [copy.deepcopy(loaded) for _ in range(20)]
+    booking_ids = [book(r, future(2 + 2 * i), future(3 + 2 * i)) for i, r in enumerate(contenders)]
+    outcomes = await asyncio.gather(
+        *(store.append(r.collect_events()) for r in contenders), return_exceptions=True
+    )
+
+    won = [i for i, o in enumerate(outcomes) if isinstance(o, list)]
+    lost = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(won) == 1, outcomes
+    assert len(lost) == 19
+    assert all(isinstance(e, ConcurrencyError) for e in lost), lost
+    assert await stream_keys(pool, resource.id) == [1, 2, 3]
+    _, events = await store.load(resource.id)
+    assert cast(BookingCreated, events[-1]).booking_id == booking_ids[won[0]]
+    projected = await pool.fetch(
+        "SELECT booking_id FROM bookings WHERE booking_id = ANY($1::uuid[])", booking_ids
+    )
+    assert [row["booking_id"] for row in projected] == [booking_ids[won[0]]]
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM booking_history WHERE booking_id = ANY($1::uuid[])", booking_ids
+        )
+        == 1
+    )
+
+
+async def test_concurrent_appends_to_different_streams_all_succeed(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    resources = [await new_resource(store, f"Room {i}") for i in range(20)]
+    booking_ids = [book(r, future(1), future(2)) for r in resources]
+
+    outcomes = await asyncio.gather(
+        *(store.append(r.collect_events()) for r in resources), return_exceptions=True
+    )
+
+    assert all(isinstance(o, list) and len(o) == 1 for o in outcomes), outcomes
+    for resource in resources:
+        assert await stream_keys(pool, resource.id) == [1, 2]
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM bookings WHERE booking_id = ANY($1::uuid[])", booking_ids
+        )
+        == 20
+    )
+
+
+async def test_an_open_transaction_on_one_stream_does_not_block_another(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """No shared lock: while one append is still in its transaction, another stream appends."""
+    blocked, other = await new_resource(store), await new_resource(store)
+    book(blocked, future(1), future(2))
+    book(other, future(1), future(2))
+    entered, release = asyncio.Event(), asyncio.Event()
+    gated = EventStore(store.pool, store.mapper, projector=gate(entered, release))
+
+    held = asyncio.create_task(gated.append(blocked.collect_events()))
+    try:
+        await asyncio.wait_for(entered.wait(), timeout=10)
+        recorded = await asyncio.wait_for(store.append(other.collect_events()), timeout=10)
+        assert [r.event.originator_version for r in recorded] == [2]
+        assert not held.done()
+    finally:
+        release.set()
+    await held
+    assert await stream_keys(pool, blocked.id) == [1, 2]
+    assert await stream_keys(pool, other.id) == [1, 2]
+
+
+# --- snapshots --------------------------------------------------------------------------------
+
+
+async def test_snapshots_bound_the_load_and_give_the_same_decisions(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    repository = ResourceRepository(store, snapshot_every=5)
+    resource = registered("Snapshotted")
+    await repository.save(resource)
+    booked = []
+    for i in range(6):  # versions 2..8 (4 and 5 saved together): the snapshot is at 5
+        booked.append(book(resource, future(2 * i), future(2 * i + 1)))
+        if i == 2:
+            resource.cancel_booking(booked[0], reason=None, actor=None, now=now())
+        await repository.save(resource)
+    assert resource.version == 8
+
+    row = await pool.fetchrow(
+        "SELECT version, topic, state FROM snapshots WHERE stream_id = $1", resource.id
+    )
+    assert row is not None
+    assert row["version"] == 5
+    state = json.loads(row["state"])
+    assert state["topic"] == "commands.resource:Resource"
+    assert set(state["state"]["holds"]) == {str(b) for b in booked[1:3]}
+
+    snapshot, events = await store.load(resource.id)
+    assert snapshot is not None
+    assert snapshot.originator_version == 5
+    assert [e.originator_version for e in events] == [6, 7, 8]
+    assert await stream_keys(pool, resource.id) == list(range(1, 9))
+
+    fresh = await ResourceRepository(store, snapshot_every=5).get(resource.id)
+    assert fresh is not resource
+    assert fresh.version == resource.version
+    assert (fresh.name, fresh.capacity, fresh.timezone) == ("Snapshotted", 1, "UTC")
+    assert fresh.holds == resource.holds
+    assert str(booked[0]) not in fresh.holds
+    assert len(fresh.holds) == 5
+    from_snapshot = cast(Resource, snapshot.mutate(None))
+    assert from_snapshot.version == 5
+    assert set(from_snapshot.holds) == {str(b) for b in booked[1:3]}
+
+    # Same decisions: the slot of a held booking is refused, a cancelled one's is free.
+    for candidate in (copy.deepcopy(fresh), copy.deepcopy(resource)):
+        with pytest.raises(SlotTakenError) as taken:
+            book(candidate, future(2), future(3))
+        assert taken.value.conflicting_booking_ids == [booked[1]]
+        book(candidate, future(0), future(1))
+        assert len(candidate.collect_events()) == 1
+
+    for hours in (20, 22):  # versions 9 and 10: the snapshot moves to 10
+        book(fresh, future(hours), future(hours + 1))
+        await repository.save(fresh)
+    assert (
+        await pool.fetchval("SELECT version FROM snapshots WHERE stream_id = $1", resource.id) == 10
+    )
+    snapshot, events = await store.load(resource.id)
+    assert snapshot is not None
+    assert snapshot.originator_version == 10
+    assert events == []
+
+
+# --- the global feed --------------------------------------------------------------------------
+
+
+def gate(
+    entered: asyncio.Event, release: asyncio.Event
+) -> Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]:
+    """A projector that keeps the appending transaction open until released."""
+
+    async def projector(conn: asyncpg.Connection, recorded: Sequence[RecordedEvent]) -> None:
+        await project(conn, recorded)
+        entered.set()
+        await release.wait()
+
+    return projector
+
+
+async def test_feed_holds_back_events_behind_an_open_transaction(store: EventStore) -> None:
+    """An event committed after a later one, at a lower position, is still read in its turn."""
+    slow, fast = await new_resource(store), await new_resource(store)
+    start = await feed_tail(store)
+    book(slow, future(1), future(2))
+    book(fast, future(1), future(2))
+    entered, release = asyncio.Event(), asyncio.Event()
+    gated = EventStore(store.pool, store.mapper, projector=gate(entered, release))
+
+    held = asyncio.create_task(gated.append(slow.collect_events()))
+    try:
+        await asyncio.wait_for(entered.wait(), timeout=10)
+        [fast_event] = await asyncio.wait_for(store.append(fast.collect_events()), timeout=10)
+        visible = await asyncio.wait_for(store.read_feed(start), timeout=10)
+        ours = {slow.id, fast.id}
+        assert [r for r in visible if r.event.originator_id in ours] == []
+    finally:
+        release.set()
+    [slow_event] = await held
+    assert slow_event.position < fast_event.position
+
+    visible = await store.read_feed(start)
+    assert [r.position for r in visible] == [slow_event.position, fast_event.position]
+    assert [r.event for r in visible] == [slow_event.event, fast_event.event]
+    assert await store.read_feed(visible[-1].position) == []
+    assert [r.position for r in await store.read_feed(start, limit=1)] == [slow_event.position]
+    assert [r.position for r in await store.read_feed(slow_event.position)] == [fast_event.position]
+
+
+async def test_feed_reader_sees_every_event_once_while_many_write(store: EventStore) -> None:
+    writers, per_writer = 8, 25
+    start = await feed_tail(store)
+    rng = random.Random(20310101)
+
+    async def slow_projector(conn: asyncpg.Connection, recorded: Sequence[RecordedEvent]) -> None:
+        await project(conn, recorded)
+        await asyncio.sleep(rng.uniform(0.0, 0.03))
+
+    slow_store = EventStore(store.pool, store.mapper, projector=slow_projector)
+    streams: list[UUID] = []
+
+    async def write(n: int) -> None:
+        via = slow_store if n % 3 == 0 else store  # writers 0, 3, 6 hold their transactions
+        resource = registered(f"Writer {n}")
+        streams.append(resource.id)
+        await via.append(resource.collect_events())
+        for i in range(per_writer - 1):
+            book(resource, future(i), future(i) + HOUR)
+            await via.append(resource.collect_events())
+            if rng.random() < 0.3:
+                await asyncio.sleep(0)
+
+    seen: list[tuple[UUID, int]] = []
+    positions: list[int] = []
+    done = asyncio.Event()
+
+    async def read() -> None:
+        after = start
+        while True:
+            batch = await store.read_feed(after, limit=7)
+            for r in batch:
+                positions.append(r.position)
+                if r.event.originator_id in streams:
+                    seen.append((r.event.originator_id, r.event.originator_version))
+            if batch:
+                after = batch[-1].position
+            elif done.is_set():
+                return
+            else:
+                await asyncio.sleep(0.002)
+
+    reader = asyncio.create_task(read())
+    try:
+        await asyncio.wait_for(asyncio.gather(*(write(n) for n in range(writers))), timeout=120)
+    finally:
+        done.set()
+    await asyncio.wait_for(reader, timeout=30)
+
+    expected = {(s, v) for s in streams for v in range(1, per_writer + 1)}
+    assert len(streams) == writers
+    assert len(seen) == len(set(seen)), "an event was read twice"
+    assert len(positions) == len(set(positions)), "a position was read twice"
+    assert set(seen) == expected, f"missed {len(expected - set(seen))} events"
+    for stream_id in streams:
+        versions = [v for s, v in seen if s == stream_id]
+        assert versions == list(range(1, per_writer + 1))
+
+
+# --- command handlers across processes --------------------------------------------------------
+
+
+async def test_a_stale_process_reloads_after_a_conflict_and_decides_again(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """Two processes (two repositories with their own caches) decide on one resource."""
+
+    async def locate(booking_id: UUID) -> UUID | None:
+        return await bookings.resource_of(pool, booking_id)
+
+    first_repository = ResourceRepository(store)
+    second_repository = ResourceRepository(store)
+    first = CommandHandlers(first_repository, now, locate)
+    second = CommandHandlers(second_repository, now, locate)
+    client = uuid4()
+
+    resource_id = (await new_resource(store)).id
+    assert (await second_repository.get(resource_id)).version == 1  # cached: soon stale
+    taken = await first.create_booking(CreateBooking(resource_id, client, future(1), future(3)))
+
+    with pytest.raises(SlotTakenError) as refused:
+        await second.create_booking(CreateBooking(resource_id, client, future(2), future(4)))
+    assert refused.value.conflicting_booking_ids == [taken]
+    assert (await second_repository.get(resource_id)).version == 2  # it reloaded
+
+    other = await first.create_booking(CreateBooking(resource_id, client, future(5), future(6)))
+    assert (await second_repository.get(resource_id)).version == 2  # stale again
+    free = await second.create_booking(CreateBooking(resource_id, client, future(3), future(5)))
+
+    assert await stream_keys(pool, resource_id) == [1, 2, 3, 4]
+    _, events = await store.load(resource_id)
+    assert [cast(BookingCreated, e).booking_id for e in events[1:]] == [taken, other, free]
+    assert (await second_repository.get(resource_id)).version == 4
+    view = await bookings.get(pool, free)
+    assert view is not None
+    assert (view.start_time, view.end_time, view.status) == (future(3), future(5), "confirmed")
+    assert (await first_repository.get(resource_id)).version == 3
+    # The first process is stale now; its next decision sees the second's booking.
+    with pytest.raises(SlotTakenError) as refused:
+        await first.create_booking(CreateBooking(resource_id, client, future(4), future(5)))
+    assert refused.value.conflicting_booking_ids == [free]
