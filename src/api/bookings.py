@@ -1,30 +1,26 @@
 """`/bookings`: create, fetch, modify, cancel, list, and a booking's history."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import asyncpg
 from litestar import Controller, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
 
 from api.dependencies import Actor, Commands, Db
-from api.errors import InvalidInputError
-from api.params import aware, parse_uuid, strict_body
+from api.params import aware, next_page, page_after, parse_uuid, strict_body
 from api.schemas import (
     NO_NUL,
     BookingCreate,
     BookingPage,
     BookingUpdate,
     History,
-    decode_cursor,
-    encode_cursor,
 )
 from commands.errors import BookingNotFoundError
 from commands.handlers import CancelBooking, CreateBooking, ModifyBooking
+from commands.resource import Status
 from projections import bookings, history
 from projections.bookings import BookingFilter, BookingView
-
-Status = Literal["pending", "confirmed", "cancelled"]
 
 
 async def fetch_booking(db: asyncpg.Pool, booking_id: str) -> BookingView:
@@ -125,15 +121,8 @@ class BookingController(Controller):
             window_start=aware(window_start, "from"),
             window_end=aware(window_end, "to"),
         )
-        try:
-            after = decode_cursor(cursor) if cursor else None
-        except ValueError as error:
-            raise InvalidInputError("cursor", str(error)) from None
-        items = await bookings.page(db, where, after, limit + 1)
-        next_cursor = None
-        if len(items) > limit:
-            items = items[:limit]
-            next_cursor = encode_cursor(items[-1].start_time, items[-1].booking_id)
+        rows = await bookings.page(db, where, page_after(cursor), limit + 1)
+        items, next_cursor = next_page(rows, limit, lambda b: (b.start_time, b.booking_id))
         return BookingPage(items=items, next_cursor=next_cursor)
 
     @get("/{booking_id:str}/history")

@@ -1,6 +1,9 @@
 """Parsing of path and query values that litestar cannot check the way the API promises."""
 
+import base64
+import binascii
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 from uuid import UUID
@@ -50,3 +53,26 @@ def strict_body(data: Any, schema: type[T]) -> T:
         match = _AT_PATH.search(message)
         field = (match and match.group("path")) or "body"
         raise InvalidInputError(field, message[: match.start()] if match else message) from None
+
+
+Key = tuple[datetime, UUID]
+"""Where a page ended: the sort time and id of its last item."""
+
+
+def page_after(cursor: str | None) -> Key | None:
+    """The key a `cursor` query value carries (None: the first page)."""
+    if not cursor:
+        return None
+    try:
+        at, key = msgspec.json.decode(base64.urlsafe_b64decode(cursor), type=Key)
+    except (ValueError, binascii.Error, msgspec.DecodeError):
+        raise InvalidInputError("cursor", "not a cursor this API issued") from None
+    return at, key
+
+
+def next_page(items: list[T], limit: int, key: Callable[[T], Key]) -> tuple[list[T], str | None]:
+    """The page (queried with `limit + 1` rows) and the cursor of the next one, if any."""
+    if len(items) <= limit:
+        return items, None
+    items = items[:limit]
+    return items, base64.urlsafe_b64encode(msgspec.json.encode(key(items[-1]))).decode()

@@ -9,8 +9,8 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipV
 
 from api.dependencies import Actor, Commands, Db
 from api.errors import InvalidInputError
-from api.params import aware, parse_uuid, strict_body
-from api.schemas import Availability, ResourceCreate, ResourcePage, decode_cursor, encode_cursor
+from api.params import aware, next_page, page_after, parse_uuid, strict_body
+from api.schemas import Availability, ResourceCreate, ResourcePage
 from commands.errors import ResourceNotFoundError
 from commands.handlers import RegisterResource
 from projections import availability, resources
@@ -67,15 +67,8 @@ class ResourceController(Controller):
         cursor: FromQuery[str | None] = None,
     ) -> ResourcePage:
         """Resources in registration order, a page at a time."""
-        try:
-            after = decode_cursor(cursor) if cursor else None
-        except ValueError as error:
-            raise InvalidInputError("cursor", str(error)) from None
-        items = await resources.page(db, after, limit + 1)
-        next_cursor = None
-        if len(items) > limit:
-            items = items[:limit]
-            next_cursor = encode_cursor(items[-1].created_at, items[-1].resource_id)
+        rows = await resources.page(db, page_after(cursor), limit + 1)
+        items, next_cursor = next_page(rows, limit, lambda r: (r.created_at, r.resource_id))
         return ResourcePage(items=items, next_cursor=next_cursor)
 
     @get("/{resource_id:str}/availability")

@@ -1,12 +1,9 @@
 """Request and response bodies (msgspec Structs); snake_case as in the brief."""
 
-import base64
-import binascii
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
-import msgspec
 from msgspec import Meta, Struct
 
 from projections.availability import BusySlot, FreeSlot
@@ -90,16 +87,3 @@ class Availability(Struct, kw_only=True, rename={"window_start": "from", "window
     capacity: int
     busy: list[BusySlot]
     free: list[FreeSlot]
-
-
-def encode_cursor(*key: Any) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    """The (time, id) key a cursor carries; ValueError for anything else."""
-    try:
-        at, key = msgspec.json.decode(base64.urlsafe_b64decode(cursor), type=tuple[datetime, UUID])
-    except (ValueError, binascii.Error, msgspec.DecodeError) as error:
-        raise ValueError("not a cursor this API issued") from error
-    return at, key

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, singledispatchmethod
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -24,10 +24,9 @@ from events.resource import (
     ResourceRegistered,
 )
 
-PENDING = "pending"
-CONFIRMED = "confirmed"
-CANCELLED = "cancelled"
-STATUSES = (PENDING, CONFIRMED, CANCELLED)
+Status = Literal["pending", "confirmed", "cancelled"]
+PENDING: Status = "pending"
+CONFIRMED: Status = "confirmed"
 
 
 @dataclass(frozen=True, slots=True)
