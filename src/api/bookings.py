@@ -6,6 +6,7 @@ from typing import Annotated
 import asyncpg
 from litestar import Controller, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
+from msgspec.structs import asdict
 
 from api.dependencies import Actor, Commands, Db
 from api.params import aware, next_page, page_after, parse_uuid, strict_body
@@ -45,16 +46,7 @@ class BookingController(Controller):
     ) -> Response[BookingView]:
         """Book a resource for `[start_time, end_time)`; 409 if the slot is taken."""
         body = strict_body(data, BookingCreate)
-        booking_id = await commands.create_booking(
-            CreateBooking(
-                resource_id=body.resource_id,
-                client_id=body.client_id,
-                start_time=body.start_time,
-                end_time=body.end_time,
-                details=body.details,
-                actor=actor,
-            )
-        )
+        booking_id = await commands.create_booking(CreateBooking(**asdict(body), actor=actor))
         view = await fetch_booking(db, str(booking_id))
         return Response(view, status_code=201, headers={"Location": f"/bookings/{booking_id}"})
 
@@ -75,15 +67,7 @@ class BookingController(Controller):
         """Change a booking's time and/or details; a new time is checked like a new booking."""
         body = strict_body(data, BookingUpdate)
         key = parse_uuid(booking_id, "booking_id")
-        await commands.modify_booking(
-            ModifyBooking(
-                booking_id=key,
-                start_time=body.start_time,
-                end_time=body.end_time,
-                details=body.details,
-                actor=actor,
-            )
-        )
+        await commands.modify_booking(ModifyBooking(booking_id=key, **asdict(body), actor=actor))
         return await fetch_booking(db, booking_id)
 
     @delete("/{booking_id:str}", status_code=200)

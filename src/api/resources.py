@@ -6,6 +6,7 @@ from typing import Annotated
 import asyncpg
 from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
+from msgspec.structs import asdict
 
 from api.dependencies import Actor, Commands, Db
 from api.errors import InvalidInputError
@@ -42,14 +43,7 @@ class ResourceController(Controller):
         """Register a bookable resource."""
         body = strict_body(data, ResourceCreate)
         resource_id = await commands.register_resource(
-            RegisterResource(
-                name=body.name,
-                timezone=body.timezone,
-                capacity=body.capacity,
-                requires_approval=body.requires_approval,
-                details=body.details,
-                actor=actor,
-            )
+            RegisterResource(**asdict(body), actor=actor)
         )
         view = await fetch_resource(db, str(resource_id))
         return Response(view, status_code=201, headers={"Location": f"/resources/{resource_id}"})
