@@ -157,3 +157,42 @@ async def test_overlapping_slots_never_exceed_capacity(
     assert peak <= capacity
     for loser in (r for r in answers if r.status_code == 409):
         assert set(loser.json()["conflicting_booking_ids"]) <= won
+
+
+async def test_moves_racing_into_one_slot_have_exactly_one_winner(
+    servers: list[str], database_url: str
+) -> None:
+    base = day_ahead()
+    async with httpx.AsyncClient(timeout=60) as http:
+        resource_id = await register(http, servers[0])
+        booked = [
+            await http.post(
+                f"{servers[i % 2]}/bookings",
+                json={
+                    "resource_id": resource_id,
+                    "start_time": iso(base + timedelta(hours=2 + i)),
+                    "end_time": iso(base + timedelta(hours=2 + i, minutes=30)),
+                    "client_id": str(uuid4()),
+                },
+            )
+            for i in range(REQUESTS)
+        ]
+        assert {r.status_code for r in booked} == {201}
+        target = {"start_time": iso(base), "end_time": iso(base + timedelta(hours=1))}
+
+        moves = await asyncio.gather(
+            *(
+                http.put(
+                    f"{servers[i % len(servers)]}/bookings/{r.json()['booking_id']}", json=target
+                )
+                for i, r in enumerate(booked)
+            )
+        )
+
+    statuses = sorted(r.status_code for r in moves)
+    assert statuses == [200] + [409] * (REQUESTS - 1)
+    winner = next(r.json()["booking_id"] for r in moves if r.status_code == 200)
+    rows = await holding(database_url, resource_id)
+    in_target = [str(row["booking_id"]) for row in rows if row["start_time"] == base]
+    assert in_target == [winner]
+    assert len(rows) == REQUESTS
