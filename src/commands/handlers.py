@@ -128,21 +128,32 @@ class CommandHandlers:
     async def _decide(
         self, resource_id: UUID, decide: Callable[[Resource, datetime], None]
     ) -> Sequence[RecordedEvent]:
-        """Load, decide and append, deciding again whenever another writer got there first."""
+        """Load, decide and append, deciding again whenever another writer got there first.
+
+        A cached resource may be behind the store (another process wrote since): an append on
+        it fails and is decided again; a refusal is decided again on the store's state.
+        """
         give_up = time.monotonic() + self.deadline_seconds
         async with self.repository.lock(resource_id):
+            resource = self.repository.cached(resource_id)
             while True:
-                resource = await self.repository.get(resource_id)
+                current = resource is None
+                if resource is None:
+                    resource = await self.repository.load(resource_id)
                 try:
                     decide(resource, self.clock())
                 except DomainError:
-                    raise  # refused before any event: the cached state is unchanged
+                    if current:
+                        raise  # refused before any event: the state is unchanged
+                    resource = None
+                    continue
                 except BaseException:
                     self.repository.forget(resource_id)
                     raise
                 try:
                     return await self.repository.save(resource)
                 except ConcurrencyError:
+                    resource = None
                     if time.monotonic() > give_up:
                         msg = f"Resource {resource_id} is too busy; try again."
                         raise ContentionError(msg) from None

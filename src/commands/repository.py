@@ -34,11 +34,15 @@ class ResourceRepository:
             lock = self._locks[resource_id] = asyncio.Lock()
         return lock
 
-    async def get(self, resource_id: UUID) -> Resource:
-        """The resource at its latest version known to this process."""
-        if (cached := self._cache.get(resource_id)) is not None:
+    def cached(self, resource_id: UUID) -> Resource | None:
+        """The resource as this process last saw it (it may be behind the store), if at all."""
+        resource = self._cache.get(resource_id)
+        if resource is not None:
             self._cache.move_to_end(resource_id)
-            return cached
+        return resource
+
+    async def load(self, resource_id: UUID) -> Resource:
+        """The resource at its latest version in the store."""
         snapshot, events = await self.store.load(resource_id)
         if snapshot is None and not events:
             raise ResourceNotFoundError(resource_id)

@@ -6,7 +6,7 @@ so deciding costs the same however long the resource's history is.
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache, singledispatchmethod
 from importlib import resources
 from typing import Any, Literal
@@ -23,6 +23,9 @@ from events.resource import (
     ResourceEvent,
     ResourceRegistered,
 )
+
+PRUNE_MARGIN = timedelta(hours=1)
+"""How long after its end a booking stays in the state (bounds tolerated clock skew)."""
 
 Status = Literal["pending", "confirmed", "cancelled"]
 PENDING: Status = "pending"
@@ -142,7 +145,7 @@ class Resource(Aggregate):
     ) -> None:
         """Move a booking in time and/or change its details; the new time re-checks every rule."""
         self._prune(now)
-        hold = self._open_hold(booking_id)
+        hold = self._open_hold(booking_id, now)
         new_start, new_end = start or hold.start, end or hold.end
         moved = (new_start, new_end) != (hold.start, hold.end)
         if moved:
@@ -170,16 +173,16 @@ class Resource(Aggregate):
     ) -> None:
         """Cancel a booking that is still open; its time becomes free."""
         self._prune(now)
-        self._open_hold(booking_id)
+        self._open_hold(booking_id, now)
         self.trigger_event(
             BookingCancelled, booking_id=booking_id, reason=reason, actor=actor, timestamp=now
         )
 
-    def _open_hold(self, booking_id: UUID) -> Hold:
-        try:
-            return self.holds[str(booking_id)]
-        except KeyError:
-            raise BookingClosedError(booking_id) from None
+    def _open_hold(self, booking_id: UUID, now: datetime) -> Hold:
+        hold = self.holds.get(str(booking_id))
+        if hold is None or hold.end <= now:
+            raise BookingClosedError(booking_id)
+        return hold
 
     def _check_room(self, start: datetime, end: datetime, ignoring: UUID | None) -> None:
         """Refuse when `[start, end)` would take more than `capacity` bookings at any instant."""
@@ -191,8 +194,12 @@ class Resource(Aggregate):
             raise SlotTakenError(self.id, [h.booking_id for h in ordered])
 
     def _prune(self, now: datetime) -> None:
-        """Forget bookings that have ended: they can neither change nor collide any more."""
-        ended = [key for key, hold in self.holds.items() if hold.end <= now]
+        """Forget bookings that ended a while ago: they can neither change nor collide any more.
+
+        The margin keeps a process whose clock runs behind from deciding on state that a
+        process with a clock ahead pruned (and snapshotted) too early.
+        """
+        ended = [key for key, hold in self.holds.items() if hold.end <= now - PRUNE_MARGIN]
         for key in ended:
             del self.holds[key]
 
@@ -209,7 +216,9 @@ class Resource(Aggregate):
     @when.register
     def _(self, event: BookingModified) -> None:
         key = str(event.booking_id)
-        hold = self.holds[key]
+        hold = self.holds.get(key)
+        if hold is None:  # pruned already: it can no longer collide
+            return
         self.holds[key] = Hold(
             hold.booking_id, event.start_time or hold.start, event.end_time or hold.end, hold.status
         )

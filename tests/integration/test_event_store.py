@@ -18,7 +18,7 @@ from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import IntegrityError
 
 from commands.errors import SlotTakenError
-from commands.handlers import CommandHandlers, CreateBooking
+from commands.handlers import CancelBooking, CommandHandlers, CreateBooking
 from commands.repository import ResourceRepository
 from commands.resource import Resource
 from events.resource import BookingCancelled, BookingCreated, ResourceRegistered
@@ -334,7 +334,7 @@ async def test_snapshots_bound_the_load_and_give_the_same_decisions(
     assert [e.originator_version for e in events] == [6, 7, 8]
     assert await stream_keys(pool, resource.id) == list(range(1, 9))
 
-    fresh = await ResourceRepository(store, snapshot_every=5).get(resource.id)
+    fresh = await ResourceRepository(store, snapshot_every=5).load(resource.id)
     assert fresh is not resource
     assert fresh.version == resource.version
     assert (fresh.name, fresh.capacity, fresh.timezone) == ("Snapshotted", 1, "UTC")
@@ -472,6 +472,39 @@ async def test_feed_reader_sees_every_event_once_while_many_write(store: EventSt
 # --- command handlers across processes --------------------------------------------------------
 
 
+def _cached_version(repository: ResourceRepository, resource_id: UUID) -> int | None:
+    cached = repository.cached(resource_id)
+    return None if cached is None else cached.version
+
+
+async def test_a_stale_process_does_not_refuse_on_what_it_missed(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """A refusal is never decided on a cache that another process has moved past."""
+
+    async def locate(booking_id: UUID) -> UUID | None:
+        return await bookings.resource_of(pool, booking_id)
+
+    first = CommandHandlers(ResourceRepository(store), now, locate)
+    second_repository = ResourceRepository(store)
+    second = CommandHandlers(second_repository, now, locate)
+    resource_id = (await new_resource(store)).id
+    await second_repository.load(resource_id)  # the second process caches version 1
+
+    # A booking the second process has not seen can still be cancelled through it...
+    unseen = await first.create_booking(CreateBooking(resource_id, uuid4(), future(1), future(2)))
+    await second.cancel_booking(CancelBooking(unseen))
+    view = await bookings.get(pool, unseen)
+    assert view is not None
+    assert view.status == "cancelled"
+
+    # ...and a slot freed by a cancellation it has not seen can be booked through it.
+    taken = await second.create_booking(CreateBooking(resource_id, uuid4(), future(3), future(4)))
+    await first.cancel_booking(CancelBooking(taken))
+    again = await second.create_booking(CreateBooking(resource_id, uuid4(), future(3), future(4)))
+    assert again != taken
+
+
 async def test_a_stale_process_reloads_after_a_conflict_and_decides_again(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
@@ -487,26 +520,27 @@ async def test_a_stale_process_reloads_after_a_conflict_and_decides_again(
     client = uuid4()
 
     resource_id = (await new_resource(store)).id
-    assert (await second_repository.get(resource_id)).version == 1  # cached: soon stale
+    await second_repository.load(resource_id)
+    assert _cached_version(second_repository, resource_id) == 1  # cached: soon stale
     taken = await first.create_booking(CreateBooking(resource_id, client, future(1), future(3)))
 
     with pytest.raises(SlotTakenError) as refused:
         await second.create_booking(CreateBooking(resource_id, client, future(2), future(4)))
     assert refused.value.conflicting_booking_ids == [taken]
-    assert (await second_repository.get(resource_id)).version == 2  # it reloaded
+    assert _cached_version(second_repository, resource_id) == 2  # it reloaded
 
     other = await first.create_booking(CreateBooking(resource_id, client, future(5), future(6)))
-    assert (await second_repository.get(resource_id)).version == 2  # stale again
+    assert _cached_version(second_repository, resource_id) == 2  # stale again
     free = await second.create_booking(CreateBooking(resource_id, client, future(3), future(5)))
 
     assert await stream_keys(pool, resource_id) == [1, 2, 3, 4]
     _, events = await store.load(resource_id)
     assert [cast(BookingCreated, e).booking_id for e in events[1:]] == [taken, other, free]
-    assert (await second_repository.get(resource_id)).version == 4
+    assert _cached_version(second_repository, resource_id) == 4
     view = await bookings.get(pool, free)
     assert view is not None
     assert (view.start_time, view.end_time, view.status) == (future(3), future(5), "confirmed")
-    assert (await first_repository.get(resource_id)).version == 3
+    assert _cached_version(first_repository, resource_id) == 3
     # The first process is stale now; its next decision sees the second's booking.
     with pytest.raises(SlotTakenError) as refused:
         await first.create_booking(CreateBooking(resource_id, client, future(4), future(5)))

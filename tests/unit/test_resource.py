@@ -606,13 +606,17 @@ def test_cancelling_a_running_booking_is_fine() -> None:
 
 def test_ended_bookings_are_pruned_by_the_next_command() -> None:
     outcome = given(
-        booked(B1, at(6), at(7)),
-        booked(B2, at(7), at(8)),  # ends exactly now: over
+        booked(B1, at(6), at(7)),  # ended the prune margin (an hour) ago: forgotten
+        booked(B2, at(7), at(8)),  # ends exactly now: over, but kept for the margin
         booked(B3, at(7, 30), at(8, 30)),  # still running
     ).when(book(B4, at(9), at(10)))
 
     outcome.then(BookingCreated)
-    assert set(outcome.resource.holds) == {str(B3), str(B4)}
+    assert set(outcome.resource.holds) == {str(B2), str(B3), str(B4)}
+
+
+def test_a_booking_kept_for_the_prune_margin_is_closed_all_the_same() -> None:
+    given(booked(B1, at(7), at(8))).when(cancel(B1)).then_raises(BookingClosedError)
 
 
 def test_a_refused_command_still_prunes() -> None:
@@ -752,3 +756,14 @@ def test_a_replayed_resource_has_not_pruned_yet_but_decides_the_same() -> None:
             book(B4, later, at(11, day=2), now=later)(r)
         assert ids(refused.value) == [UUID(int=3)]
         assert list(r.holds) == [str(UUID(int=3))]
+
+
+def test_a_clock_running_behind_still_sees_what_a_clock_ahead_has_pruned() -> None:
+    # A process whose clock runs five minutes ahead decides (and prunes) first...
+    ahead = NOW + timedelta(minutes=5)
+    outcome = given(booked(B1, at(8), at(8, 4))).when(book(B2, at(9), at(10), now=ahead))
+    outcome.then(BookingCreated)
+
+    # ...a process five minutes behind, working from that state, must still refuse B1's slot.
+    with pytest.raises(SlotTakenError):
+        book(B3, at(8, 1), at(8, 3))(outcome.resource)
