@@ -1,6 +1,5 @@
 """`/bookings`: create, fetch, modify, cancel, list, and a booking's history."""
 
-from datetime import datetime
 from typing import Annotated
 
 import asyncpg
@@ -9,7 +8,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipV
 from msgspec.structs import asdict
 
 from api.dependencies import Actor, Commands, Db
-from api.params import aware, next_page, page_after, parse_uuid, strict_body
+from api.params import TIME, next_page, page_after, parse_time, parse_uuid, strict_body
 from api.schemas import (
     NO_NUL,
     BookingCreate,
@@ -92,8 +91,8 @@ class BookingController(Controller):
         resource_id: FromQuery[str | None] = None,
         client_id: FromQuery[str | None] = None,
         status: FromQuery[Status | None] = None,
-        window_start: Annotated[datetime | None, QueryParameter(name="from")] = None,
-        window_end: Annotated[datetime | None, QueryParameter(name="to")] = None,
+        window_start: Annotated[str | None, QueryParameter(name="from", description=TIME)] = None,
+        window_end: Annotated[str | None, QueryParameter(name="to", description=TIME)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         cursor: FromQuery[str | None] = None,
     ) -> BookingPage:
@@ -102,8 +101,8 @@ class BookingController(Controller):
             resource_id=parse_uuid(resource_id, "resource_id") if resource_id else None,
             client_id=parse_uuid(client_id, "client_id") if client_id else None,
             status=status,
-            window_start=aware(window_start, "from"),
-            window_end=aware(window_end, "to"),
+            window_start=parse_time(window_start, "from"),
+            window_end=parse_time(window_end, "to"),
         )
         rows = await bookings.page(db, where, page_after(cursor), limit + 1)
         items, next_cursor = next_page(rows, limit, lambda b: (b.start_time, b.booking_id))

@@ -85,7 +85,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:
+        sys.exit(f"bookings: {error}")
     if args.command == "serve":
         serve(args, settings)
         return

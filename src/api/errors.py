@@ -94,6 +94,10 @@ def on_http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
     return problem(status, kind, str(error.detail), str(error.detail))
 
 
+def on_too_deep(_: Request[Any, Any, Any], __: RecursionError) -> Response[Any]:
+    return problem(400, "malformed-request", "Malformed request", "The JSON is nested too deeply.")
+
+
 def on_unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
     return problem(500, "internal", "Internal error", "The server failed to handle the request.")
@@ -104,5 +108,6 @@ EXCEPTION_HANDLERS: Any = {
     ValidationException: on_validation,
     DomainError: on_domain,
     HTTPException: on_http,
+    RecursionError: on_too_deep,
     Exception: on_unexpected,
 }

@@ -4,13 +4,16 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar, overload
 from uuid import UUID
 
 import msgspec
 
 from api.errors import InvalidInputError
+from api.schemas import to_utc
+
+TIME = "RFC 3339 time with an offset, e.g. 2030-05-18T10:00:00Z"
 
 
 def parse_uuid(value: str, field: str) -> UUID:
@@ -21,19 +24,26 @@ def parse_uuid(value: str, field: str) -> UUID:
 
 
 @overload
-def aware(value: datetime, field: str) -> datetime: ...
+def parse_time(value: str, field: str) -> datetime: ...
 @overload
-def aware(value: datetime | None, field: str) -> datetime | None: ...
-def aware(value: datetime | None, field: str) -> datetime | None:
-    """The time in UTC; naive times are refused (an offset is required)."""
+def parse_time(value: str | None, field: str) -> datetime | None: ...
+def parse_time(value: str | None, field: str) -> datetime | None:
+    """An RFC 3339 time with an offset, in UTC (numbers are not times here)."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise InvalidInputError(field, "a time needs an offset, e.g. 2024-05-18T10:00:00Z")
     try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInputError(field, "the time is out of range") from None
+        return aware(msgspec.convert(value, datetime, strict=True), field)
+    except msgspec.ValidationError:
+        msg = "not an RFC 3339 time with an offset, e.g. 2030-05-18T10:00:00Z"
+        raise InvalidInputError(field, msg) from None
+
+
+def aware(value: datetime, field: str) -> datetime:
+    """The time in UTC; naive times and times out of range are refused."""
+    try:
+        return to_utc(value, field)
+    except ValueError as error:
+        raise InvalidInputError(field, str(error)) from None
 
 
 T = TypeVar("T")
@@ -67,7 +77,7 @@ def page_after(cursor: str | None) -> Key | None:
         at, key = msgspec.json.decode(base64.urlsafe_b64decode(cursor), type=Key)
     except (ValueError, binascii.Error, msgspec.DecodeError):
         raise InvalidInputError("cursor", "not a cursor this API issued") from None
-    return at, key
+    return aware(at, "cursor"), key
 
 
 def next_page(items: list[T], limit: int, key: Callable[[T], Key]) -> tuple[list[T], str | None]:

@@ -1,6 +1,6 @@
 """`/resources`: register, fetch, list, and a resource's availability."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 import asyncpg
@@ -10,7 +10,7 @@ from msgspec.structs import asdict
 
 from api.dependencies import Actor, Commands, Db
 from api.errors import InvalidInputError
-from api.params import aware, next_page, page_after, parse_uuid, strict_body
+from api.params import TIME, next_page, page_after, parse_time, parse_uuid, strict_body
 from api.schemas import Availability, ResourceCreate, ResourcePage
 from commands.errors import ResourceNotFoundError
 from commands.handlers import RegisterResource
@@ -70,11 +70,11 @@ class ResourceController(Controller):
         self,
         resource_id: FromPath[str],
         db: Db,
-        window_start: Annotated[datetime, QueryParameter(name="from")],
-        window_end: Annotated[datetime, QueryParameter(name="to")],
+        window_start: Annotated[str, QueryParameter(name="from", description=TIME)],
+        window_end: Annotated[str, QueryParameter(name="to", description=TIME)],
     ) -> Availability:
         """Busy and free time of a resource within `[from, to)` (at most 366 days)."""
-        start, end = aware(window_start, "from"), aware(window_end, "to")
+        start, end = parse_time(window_start, "from"), parse_time(window_end, "to")
         if end <= start:
             raise InvalidInputError("to", "'to' must be after 'from'")
         if end - start > MAX_WINDOW:

@@ -1,6 +1,6 @@
 """Request and response bodies (msgspec Structs); snake_case as in the brief."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from uuid import UUID
 
@@ -19,12 +19,23 @@ Details = Annotated[
 Time = Annotated[datetime, Meta(tz=True, description="RFC 3339 with an offset; stored in UTC.")]
 
 
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""Times outside [EARLIEST, LATEST) are refused: far from any booking, and near the ends of
+datetime's and PostgreSQL's ranges (where 9999-12-31 becomes 'infinity')."""
+
+
 def to_utc(value: datetime, field: str) -> datetime:
-    """The same instant in UTC (ValueError for instants that fall off datetime's range)."""
+    """The same instant in UTC; ValueError for naive times and times out of range."""
+    if value.tzinfo is None:
+        raise ValueError(f"{field} needs an offset, e.g. 2030-05-18T10:00:00Z")
     try:
-        return value.astimezone(UTC)
+        utc = value.astimezone(UTC)
     except OverflowError:
-        raise ValueError(f"{field} is out of range") from None
+        utc = EARLIEST - timedelta(days=1)
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError(f"{field} must lie between {EARLIEST.year} and {LATEST.year}")
+    return utc
 
 
 class ResourceCreate(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -16,12 +16,30 @@ class Settings:
     snapshot_every: int = 100
     """Snapshot a resource stream every this many events."""
 
+    def __post_init__(self) -> None:
+        positive = {
+            "BOOKINGS_POOL_MIN_SIZE": self.pool_min_size,
+            "BOOKINGS_POOL_MAX_SIZE": self.pool_max_size,
+            "BOOKINGS_SNAPSHOT_EVERY": self.snapshot_every,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value}")
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("BOOKINGS_POOL_MIN_SIZE must not exceed BOOKINGS_POOL_MAX_SIZE")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
+        def number(name: str, default: int) -> int:
+            try:
+                return int(environ.get(name, default))
+            except ValueError:
+                raise ValueError(f"{name} must be a whole number") from None
+
         return cls(
             database_url=environ.get("DATABASE_URL") or None,
             data_dir=Path(environ.get("BOOKINGS_DATA_DIR", ".bookings")),
-            pool_min_size=int(environ.get("BOOKINGS_POOL_MIN_SIZE", cls.pool_min_size)),
-            pool_max_size=int(environ.get("BOOKINGS_POOL_MAX_SIZE", cls.pool_max_size)),
-            snapshot_every=int(environ.get("BOOKINGS_SNAPSHOT_EVERY", cls.snapshot_every)),
+            pool_min_size=number("BOOKINGS_POOL_MIN_SIZE", cls.pool_min_size),
+            pool_max_size=number("BOOKINGS_POOL_MAX_SIZE", cls.pool_max_size),
+            snapshot_every=number("BOOKINGS_SNAPSHOT_EVERY", cls.snapshot_every),
         )

@@ -1,0 +1,29 @@
+"""Settings are read from the environment and checked once, at start-up."""
+
+from pathlib import Path
+
+import pytest
+
+from api.settings import Settings
+
+
+def test_defaults_and_environment() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql:///x", "BOOKINGS_DATA_DIR": "/d"})
+
+    assert settings.database_url == "postgresql:///x"
+    assert settings.data_dir == Path("/d")
+    assert settings.snapshot_every == 100
+
+
+@pytest.mark.parametrize(
+    ("environ", "complaint"),
+    [
+        ({"BOOKINGS_SNAPSHOT_EVERY": "0"}, "BOOKINGS_SNAPSHOT_EVERY"),
+        ({"BOOKINGS_POOL_MAX_SIZE": "0"}, "BOOKINGS_POOL_MAX_SIZE"),
+        ({"BOOKINGS_POOL_MIN_SIZE": "5", "BOOKINGS_POOL_MAX_SIZE": "2"}, "must not exceed"),
+        ({"BOOKINGS_POOL_MAX_SIZE": "many"}, "BOOKINGS_POOL_MAX_SIZE"),
+    ],
+)
+def test_bad_settings_are_refused_by_name(environ: dict[str, str], complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        Settings.from_env(environ)
