@@ -8,7 +8,7 @@ import sys
 
 import asyncpg
 
-from api.database import database, open_pool
+from api.database import DataDirInUseError, database, open_pool
 from api.settings import Settings
 from events.migrations import migrate
 
@@ -90,9 +90,12 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         sys.exit(f"bookings: {error}")
     if args.command == "serve":
-        serve(args, settings)
+        try:
+            serve(args, settings)
+        except DataDirInUseError as error:
+            sys.exit(f"bookings: {error}")
         return
-    with database(settings) as url:
+    with database(settings, exclusive=False) as url:
         if args.command == "migrate":
             asyncio.run(_migrate(url))
         else:

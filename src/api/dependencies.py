@@ -14,8 +14,8 @@ Actor = Annotated[
     HeaderParameter(
         name="X-Actor",
         max_length=200,
-        pattern=r"^[^\x00-\x1f]*$",
-        description="Who is acting (a user or system id); recorded in the booking's history.",
+        pattern=r"^[\x20-\x7e]*$",
+        description="Who acts (a user or system id, printable ASCII); kept in the history.",
     ),
 ]
 
