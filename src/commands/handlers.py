@@ -137,13 +137,13 @@ class CommandHandlers:
         async with self.repository.lock(resource_id):
             resource = self.repository.cached(resource_id)
             while True:
-                current = resource is None
+                fresh = resource is None
                 if resource is None:
                     resource = await self.repository.load(resource_id)
                 try:
                     decide(resource, self.clock())
                 except DomainError:
-                    if current:
+                    if fresh:
                         raise  # refused before any event: the state is unchanged
                     resource = None
                     continue
