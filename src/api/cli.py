@@ -89,17 +89,17 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings.from_env()
     except ValueError as error:
         sys.exit(f"bookings: {error}")
-    if args.command == "serve":
-        try:
+    try:
+        if args.command == "serve":
             serve(args, settings)
-        except DataDirInUseError as error:
-            sys.exit(f"bookings: {error}")
-        return
-    with database(settings, exclusive=False) as url:
-        if args.command == "migrate":
-            asyncio.run(_migrate(url))
-        else:
-            asyncio.run(_rebuild(url, settings))
+            return
+        with database(settings, exclusive=False) as url:
+            if args.command == "migrate":
+                asyncio.run(_migrate(url))
+            else:
+                asyncio.run(_rebuild(url, settings))
+    except DataDirInUseError as error:
+        sys.exit(f"bookings: {error}")
 
 
 if __name__ == "__main__":

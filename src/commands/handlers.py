@@ -1,5 +1,7 @@
 """Command handlers: load the resource, let it decide, append; on a lost race, decide again."""
 
+import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -136,6 +138,7 @@ class CommandHandlers:
         give_up = time.monotonic() + self.deadline_seconds
         async with self.repository.lock(resource_id):
             resource = self.repository.cached(resource_id)
+            attempts = 0
             while True:
                 fresh = resource is None
                 if resource is None:
@@ -157,3 +160,6 @@ class CommandHandlers:
                     if time.monotonic() > give_up:
                         msg = f"Resource {resource_id} is too busy; try again."
                         raise ContentionError(msg) from None
+                    attempts += 1
+                    # Another process is writing this resource: let it finish before reloading.
+                    await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempts)))

@@ -1,5 +1,7 @@
 """The embedded PostgreSQL: one owner per data directory, which stops it on exit."""
 
+import fcntl
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -47,3 +49,23 @@ async def test_data_survives_a_restart(data_dir: Path) -> None:
         conn = await asyncpg.connect(url)
         assert await conn.fetchval("SELECT x FROM kept") == 42
         await conn.close()
+
+
+async def test_a_joiner_never_starts_a_server_it_would_not_stop(data_dir: Path) -> None:
+    with embedded(data_dir):
+        pass  # initialised, then stopped by its owner
+    # An owner that holds the lock but has no server running (it is shutting down, say).
+    lock = os.open(data_dir / "owner.lock", os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(DataDirInUseError), embedded(data_dir, exclusive=False):
+            pass
+    finally:
+        os.close(lock)
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+
+
+def test_the_lock_file_is_private(data_dir: Path) -> None:
+    with embedded(data_dir):
+        mode = (data_dir / "owner.lock").stat().st_mode & 0o777
+    assert mode == 0o600

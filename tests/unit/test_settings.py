@@ -15,6 +15,14 @@ def test_defaults_and_environment() -> None:
     assert settings.snapshot_every == 100
 
 
+def test_empty_values_count_as_unset() -> None:
+    settings = Settings.from_env(
+        {"DATABASE_URL": "", "BOOKINGS_DATA_DIR": "", "BOOKINGS_POOL_MAX_SIZE": ""}
+    )
+
+    assert settings == Settings()
+
+
 @pytest.mark.parametrize(
     ("environ", "complaint"),
     [
