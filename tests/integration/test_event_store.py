@@ -142,6 +142,14 @@ async def test_unknown_stream_loads_empty(store: EventStore) -> None:
     assert await store.read_stream(uuid4()) == []
 
 
+async def projected_version(pool: asyncpg.Pool, stream_id: UUID) -> int | None:
+    """How far the read models have projected a stream."""
+    version: int | None = await pool.fetchval(
+        "SELECT version FROM projected_streams WHERE stream_id = $1", stream_id
+    )
+    return version
+
+
 async def test_appends_are_projected_in_the_same_transaction(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
@@ -154,10 +162,7 @@ async def test_appends_are_projected_in_the_same_transaction(
         "slots": 1,
         "booking_history": 1,
     }
-    mark = await pool.fetchval(
-        "SELECT version FROM projected_streams WHERE stream_id = $1", resource.id
-    )
-    assert mark == 2
+    assert await projected_version(pool, resource.id) == 2
 
 
 # --- expected version -------------------------------------------------------------------------
@@ -190,10 +195,7 @@ async def test_append_at_a_taken_version_conflicts_and_writes_nothing(
         "slots": 1,
         "booking_history": 1,
     }
-    mark = await pool.fetchval(
-        "SELECT version FROM projected_streams WHERE stream_id = $1", resource.id
-    )
-    assert mark == 2
+    assert await projected_version(pool, resource.id) == 2
 
 
 async def test_a_conflict_in_one_stream_discards_the_whole_append(
