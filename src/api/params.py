@@ -34,8 +34,7 @@ def parse_time(value: str | None, field: str) -> datetime | None:
     try:
         return aware(msgspec.convert(value, datetime, strict=True), field)
     except msgspec.ValidationError:
-        msg = "not an RFC 3339 time with an offset, e.g. 2030-05-18T10:00:00Z"
-        raise InvalidInputError(field, msg) from None
+        raise InvalidInputError(field, f"not an {TIME}") from None
 
 
 def aware(value: datetime, field: str) -> datetime:

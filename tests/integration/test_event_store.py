@@ -77,6 +77,10 @@ async def new_resource(store: EventStore, name: str = "Room") -> Resource:
     return resource
 
 
+PROJECTED = {"bookings": 1, "slots": 1, "booking_history": 1}
+NOT_PROJECTED = {"bookings": 0, "slots": 0, "booking_history": 0}
+
+
 async def read_model_counts(pool: asyncpg.Pool, booking_id: UUID) -> dict[str, int]:
     return {table: await pool.fetchval(sql, booking_id) for table, sql in READ_MODEL_ROWS.items()}
 
@@ -157,11 +161,7 @@ async def test_appends_are_projected_in_the_same_transaction(
     booking_id = book(resource, future(1), future(2))
     await store.append(resource.collect_events())
 
-    assert await read_model_counts(pool, booking_id) == {
-        "bookings": 1,
-        "slots": 1,
-        "booking_history": 1,
-    }
+    assert await read_model_counts(pool, booking_id) == PROJECTED
     assert await projected_version(pool, resource.id) == 2
 
 
@@ -185,16 +185,8 @@ async def test_append_at_a_taken_version_conflicts_and_writes_nothing(
     assert await stream_keys(pool, resource.id) == [1, 2]
     _, events = await store.load(resource.id)
     assert cast(BookingCreated, events[-1]).booking_id == winner
-    assert await read_model_counts(pool, loser) == {
-        "bookings": 0,
-        "slots": 0,
-        "booking_history": 0,
-    }
-    assert await read_model_counts(pool, winner) == {
-        "bookings": 1,
-        "slots": 1,
-        "booking_history": 1,
-    }
+    assert await read_model_counts(pool, loser) == NOT_PROJECTED
+    assert await read_model_counts(pool, winner) == PROJECTED
     assert await projected_version(pool, resource.id) == 2
 
 
@@ -218,11 +210,7 @@ async def test_a_conflict_in_one_stream_discards_the_whole_append(
     assert (
         await pool.fetchval("SELECT count(*) FROM resources WHERE resource_id = $1", fresh.id) == 0
     )
-    assert await read_model_counts(pool, fresh_booking) == {
-        "bookings": 0,
-        "slots": 0,
-        "booking_history": 0,
-    }
+    assert await read_model_counts(pool, fresh_booking) == NOT_PROJECTED
 
 
 async def test_concurrent_appends_to_one_stream_exactly_one_wins(
