@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from api.database import embedded, open_pool
 from api.settings import Settings
-from commands.resource import HoldAsList
+from commands.resource import TRANSCODINGS
 from events.store import EventStore, new_mapper
 from projections.runner import project
 
@@ -49,7 +49,7 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, snapshot_every=10)
+    return Settings(database_url=database_url, snapshot_every=10, settle_seconds=0)
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +62,7 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="session")
 def store(pool: asyncpg.Pool) -> EventStore:
-    return EventStore(pool, new_mapper(HoldAsList()), projector=project)
+    return EventStore(pool, new_mapper(*TRANSCODINGS), projector=project)
 
 
 @pytest.fixture(scope="session")

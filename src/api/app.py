@@ -1,5 +1,7 @@
 """`create_app(settings)`: the litestar application, its database pool and command handlers."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -13,11 +15,12 @@ from api.bookings import BookingController
 from api.database import open_pool
 from api.dependencies import DEPENDENCIES, Db
 from api.errors import EXCEPTION_HANDLERS, problem
-from api.resources import ResourceController
+from api.resources import ResourceController, search
 from api.settings import Settings
+from api.settling import keep_settling
 from commands.handlers import Clock, CommandHandlers
 from commands.repository import ResourceRepository
-from commands.resource import HoldAsList
+from commands.resource import TRANSCODINGS
 from events.store import EventStore, new_mapper
 from projections import bookings
 from projections.runner import project
@@ -47,7 +50,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
             msg = "create_app needs Settings.database_url (`bookings serve` provides one)"
             raise RuntimeError(msg)
         pool = await open_pool(settings.database_url, settings)
-        store = EventStore(pool, new_mapper(HoldAsList()), projector=project)
+        store = EventStore(pool, new_mapper(*TRANSCODINGS), projector=project)
         repository = ResourceRepository(store, snapshot_every=settings.snapshot_every)
 
         async def locate_booking(booking_id):  # type: ignore[no-untyped-def]
@@ -55,14 +58,21 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
 
         app.state.pool = pool
         app.state.store = store
-        app.state.commands = CommandHandlers(repository, clock, locate_booking)
+        app.state.commands = commands = CommandHandlers(repository, clock, locate_booking)
+        settling = None
+        if settings.settle_seconds:
+            settling = asyncio.create_task(keep_settling(pool, commands, settings.settle_seconds))
         try:
             yield
         finally:
+            if settling:
+                settling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await settling
             await pool.close()
 
     return Litestar(
-        route_handlers=[ResourceController, BookingController, health],
+        route_handlers=[ResourceController, BookingController, search, health],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

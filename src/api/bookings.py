@@ -1,4 +1,4 @@
-"""`/bookings`: create, fetch, modify, cancel, list, and a booking's history."""
+"""`/bookings`: create, fetch, modify or move, cancel, the owner's decisions, list, history."""
 
 from typing import Annotated
 
@@ -7,17 +7,16 @@ from litestar import Controller, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
 from msgspec.structs import asdict
 
-from api.dependencies import Actor, Commands, Db
+from api.dependencies import Actor, Commands, Db, Reason, Role
 from api.params import TIME, next_page, page_after, parse_time, parse_uuid, strict_body
 from api.schemas import (
-    NO_NUL,
     BookingCreate,
     BookingPage,
     BookingUpdate,
     History,
 )
 from commands.errors import BookingNotFoundError
-from commands.handlers import CancelBooking, CreateBooking, ModifyBooking
+from commands.handlers import CancelBooking, CreateBooking, DecideBooking, ModifyBooking
 from commands.resource import Status
 from projections import bookings, history
 from projections.bookings import BookingFilter, BookingView
@@ -57,31 +56,93 @@ class BookingController(Controller):
     @put("/{booking_id:str}")
     async def modify(
         self,
+        *,
         booking_id: FromPath[str],
         data: SkipValidation[JSONBody[BookingUpdate]],
         commands: Commands,
         db: Db,
         actor: Actor,
+        role: Role = "client",
     ) -> BookingView:
-        """Change a booking's time and/or details; a new time is checked like a new booking."""
+        """Change a booking's time and/or details, or move it to another resource (atomically);
+        the new slot is checked like a new booking."""
         body = strict_body(data, BookingUpdate)
         key = parse_uuid(booking_id, "booking_id")
-        await commands.modify_booking(ModifyBooking(booking_id=key, **asdict(body), actor=actor))
+        command = ModifyBooking(booking_id=key, **asdict(body), actor=actor, by=role)
+        await commands.modify_booking(command)
         return await fetch_booking(db, booking_id)
 
     @delete("/{booking_id:str}", status_code=200)
     async def cancel(
         self,
+        *,
         booking_id: FromPath[str],
         commands: Commands,
         db: Db,
         actor: Actor,
-        reason: Annotated[str | None, QueryParameter(max_length=1_000, pattern=NO_NUL)] = None,
+        role: Role = "client",
+        reason: Reason = None,
     ) -> BookingView:
-        """Cancel a booking; it stays retrievable with status `cancelled`."""
+        """Cancel a booking (by its client or the owner); it stays retrievable as `cancelled`."""
         key = parse_uuid(booking_id, "booking_id")
-        await commands.cancel_booking(CancelBooking(booking_id=key, reason=reason, actor=actor))
+        command = CancelBooking(booking_id=key, reason=reason, actor=actor, by=role)
+        await commands.cancel_booking(command)
         return await fetch_booking(db, booking_id)
+
+    async def _decide(
+        self, commands: Commands, db: Db, booking_id: str, action: str, **given: str | None
+    ) -> BookingView:
+        key = parse_uuid(booking_id, "booking_id")
+        await commands.decide_booking(DecideBooking(booking_id=key, action=action, **given))
+        return await fetch_booking(db, booking_id)
+
+    @post("/{booking_id:str}/approve", status_code=200)
+    async def approve(
+        self,
+        booking_id: FromPath[str],
+        commands: Commands,
+        db: Db,
+        actor: Actor,
+        reason: Reason = None,
+    ) -> BookingView:
+        """The owner confirms a pending booking; its slot is checked again now."""
+        return await self._decide(commands, db, booking_id, "approve", reason=reason, actor=actor)
+
+    @post("/{booking_id:str}/reject", status_code=200)
+    async def reject(
+        self,
+        booking_id: FromPath[str],
+        commands: Commands,
+        db: Db,
+        actor: Actor,
+        reason: Reason = None,
+    ) -> BookingView:
+        """The owner turns a pending booking down."""
+        return await self._decide(commands, db, booking_id, "reject", reason=reason, actor=actor)
+
+    @post("/{booking_id:str}/complete", status_code=200)
+    async def complete(
+        self,
+        booking_id: FromPath[str],
+        commands: Commands,
+        db: Db,
+        actor: Actor,
+        reason: Reason = None,
+    ) -> BookingView:
+        """The owner records that a confirmed booking took place (once it has started)."""
+        return await self._decide(commands, db, booking_id, "complete", reason=reason, actor=actor)
+
+    @post("/{booking_id:str}/no-show", status_code=200)
+    async def no_show(
+        self,
+        booking_id: FromPath[str],
+        commands: Commands,
+        db: Db,
+        actor: Actor,
+        reason: Reason = None,
+    ) -> BookingView:
+        """The owner records that the client did not come (once the booking has started)."""
+        return await self._decide(commands, db, booking_id, "no_show", reason=reason, actor=actor)
 
     @get("/")
     async def list_bookings(

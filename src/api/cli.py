@@ -44,13 +44,13 @@ async def _migrate(url: str) -> None:
 
 
 async def _rebuild(url: str, settings: Settings) -> None:
-    from commands.resource import HoldAsList  # noqa: PLC0415
+    from commands.resource import TRANSCODINGS  # noqa: PLC0415
     from events.store import EventStore, new_mapper  # noqa: PLC0415
     from projections.runner import rebuild  # noqa: PLC0415
 
     pool = await open_pool(url, settings)
     try:
-        store = EventStore(pool, new_mapper(HoldAsList()))
+        store = EventStore(pool, new_mapper(*TRANSCODINGS))
         tty = sys.stderr.isatty()
 
         def progress(count: int) -> None:

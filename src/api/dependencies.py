@@ -1,12 +1,13 @@
 """What handlers get injected: the database pool and the command handlers."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.params import HeaderParameter
+from litestar.params import HeaderParameter, QueryParameter
 
+from api.schemas import NO_NUL
 from commands.handlers import CommandHandlers
 
 Actor = Annotated[
@@ -17,6 +18,22 @@ Actor = Annotated[
         pattern=r"^[\x20-\x7e]*$",
         description="Who acts (a user or system id, printable ASCII); kept in the history.",
     ),
+]
+
+Role = Annotated[
+    Literal["client", "owner"],
+    HeaderParameter(
+        name="X-Actor-Role",
+        description=(
+            "Whether the actor is the booking's client (default) or the resource's owner; "
+            "notice rules on changes and cancellations bind only clients."
+        ),
+    ),
+]
+
+Reason = Annotated[
+    str | None,
+    QueryParameter(max_length=1_000, pattern=NO_NUL, description="Why; kept in the history."),
 ]
 
 

@@ -11,8 +11,12 @@ from commands.errors import (
     BookingNotFoundError,
     ContentionError,
     DomainError,
+    IllegalTransitionError,
     InvalidCommandError,
+    ResourceClosedError,
     ResourceNotFoundError,
+    ResourceRetiredError,
+    RuleViolationError,
     SlotTakenError,
 )
 
@@ -45,7 +49,12 @@ def on_invalid_input(_: Request[Any, Any, Any], error: InvalidInputError) -> Res
 
 
 # Parameters whose Python names differ from their names on the wire.
-_QUERY_NAMES = {"window_start": "from", "window_end": "to", "actor": "X-Actor"}
+_QUERY_NAMES = {
+    "window_start": "from",
+    "window_end": "to",
+    "actor": "X-Actor",
+    "role": "X-Actor-Role",
+}
 
 
 def on_validation(_: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
@@ -64,7 +73,7 @@ def on_validation(_: Request[Any, Any, Any], error: ValidationException) -> Resp
     return invalid(errors or [{"field": "request", "message": str(error.detail)}])
 
 
-def on_domain(_: Request[Any, Any, Any], error: DomainError) -> Response[Any]:
+def on_domain(_: Request[Any, Any, Any], error: DomainError) -> Response[Any]:  # noqa: PLR0911
     detail = str(error)
     match error:
         case ResourceNotFoundError() | BookingNotFoundError():
@@ -79,6 +88,18 @@ def on_domain(_: Request[Any, Any, Any], error: DomainError) -> Response[Any]:
             )
         case BookingClosedError():
             return problem(409, "booking-closed", "The booking can no longer change", detail)
+        case IllegalTransitionError():
+            title = "The booking's status does not allow this"
+            return problem(409, "illegal-transition", title, detail, booking_status=error.status)
+        case ResourceClosedError():
+            title = "The resource is closed then"
+            closure_ids = [str(c) for c in error.closure_ids]
+            return problem(409, "resource-closed", title, detail, closure_ids=closure_ids)
+        case ResourceRetiredError():
+            return problem(409, "resource-retired", "The resource is retired", detail)
+        case RuleViolationError():
+            title = "The request breaks a booking rule of the resource"
+            return problem(422, error.rule, title, detail, rule=error.rule, field=error.field)
         case InvalidCommandError():
             return invalid([{"field": error.field or "request", "message": detail}])
         case ContentionError():

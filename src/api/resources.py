@@ -1,23 +1,45 @@
-"""`/resources`: register, fetch, list, and a resource's availability."""
+"""`/resources`: register, change, retire, close, list; availability of one resource or many."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import asyncpg
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
-from msgspec.structs import asdict
 
-from api.dependencies import Actor, Commands, Db
+from api.dependencies import Actor, Commands, Db, Reason
 from api.errors import InvalidInputError
 from api.params import TIME, next_page, page_after, parse_time, parse_uuid, strict_body
-from api.schemas import Availability, ResourceCreate, ResourcePage
+from api.schemas import (
+    Availability,
+    ClosureCreate,
+    ClosurePage,
+    Match,
+    ResourceCreate,
+    ResourcePage,
+    ResourceUpdate,
+    Search,
+)
 from commands.errors import ResourceNotFoundError
-from commands.handlers import RegisterResource
+from commands.handlers import (
+    AddClosure,
+    RegisterResource,
+    RemoveClosure,
+    RetireResource,
+    UpdateResource,
+)
 from projections import availability, resources
+from projections.availability import ClosureView, FreeSlot
 from projections.resources import ResourceView
 
 MAX_WINDOW = timedelta(days=366)
+MAX_BOOKABLE_WINDOW = timedelta(days=31)
+Duration = Annotated[
+    int | None,
+    QueryParameter(ge=1, le=60 * 24 * 31, description="Minutes: list the bookable start times."),
+]
+From = Annotated[str, QueryParameter(name="from", description=TIME)]
+To = Annotated[str, QueryParameter(name="to", description=TIME)]
 
 
 async def fetch_resource(db: asyncpg.Pool, resource_id: str) -> ResourceView:
@@ -26,6 +48,44 @@ async def fetch_resource(db: asyncpg.Pool, resource_id: str) -> ResourceView:
     if view is None:
         raise ResourceNotFoundError(key)
     return view
+
+
+def window(start: str, end: str, duration: int | None) -> tuple[datetime, datetime]:
+    """The `[from, to)` of an availability query, checked."""
+    low, high = parse_time(start, "from"), parse_time(end, "to")
+    if high <= low:
+        raise InvalidInputError("to", "'to' must be after 'from'")
+    if high - low > MAX_WINDOW:
+        raise InvalidInputError("to", "the window may span at most 366 days")
+    if duration is not None and high - low > MAX_BOOKABLE_WINDOW:
+        raise InvalidInputError("to", "with a duration, the window may span at most 31 days")
+    return low, high
+
+
+async def bookable(
+    db: asyncpg.Pool,
+    resource: ResourceView,
+    start: datetime,
+    end: datetime,
+    duration: timedelta,
+    *,
+    now: datetime,
+) -> list[FreeSlot]:
+    """Where a booking of `duration` starting in `[start, end)` would be accepted now."""
+    policy = resource.policy
+    before, after = policy.buffers()
+    reach_low, reach_high = start - before - after, end + duration + before + after
+    busy = await availability.busy(db, resource.resource_id, reach_low, reach_high, policy)
+    closed = await availability.closures(db, resource.resource_id, start, end + duration)
+    starts = policy.bookable(
+        start,
+        end,
+        duration,
+        now,
+        holds=availability.as_holds(busy),
+        closures=availability.as_closures(closed),
+    )
+    return [FreeSlot(start_time=s, end_time=s + duration) for s in starts]
 
 
 class ResourceController(Controller):
@@ -40,11 +100,10 @@ class ResourceController(Controller):
         db: Db,
         actor: Actor,
     ) -> Response[ResourceView]:
-        """Register a bookable resource."""
+        """Register a bookable resource with its rules (all optional)."""
         body = strict_body(data, ResourceCreate)
-        resource_id = await commands.register_resource(
-            RegisterResource(**asdict(body), actor=actor)
-        )
+        command = RegisterResource(**body.settings(), rules=body.rules(), actor=actor)
+        resource_id = await commands.register_resource(command)
         view = await fetch_resource(db, str(resource_id))
         return Response(view, status_code=201, headers={"Location": f"/resources/{resource_id}"})
 
@@ -53,39 +112,171 @@ class ResourceController(Controller):
         """One resource."""
         return await fetch_resource(db, resource_id)
 
+    @patch("/{resource_id:str}")
+    async def update(
+        self,
+        resource_id: FromPath[str],
+        data: SkipValidation[JSONBody[ResourceUpdate]],
+        commands: Commands,
+        db: Db,
+        actor: Actor,
+    ) -> ResourceView:
+        """Change settings and rules; they apply to what is decided from now on."""
+        body = strict_body(data, ResourceUpdate)
+        key = parse_uuid(resource_id, "resource_id")
+        await commands.update_resource(UpdateResource(key, body.changes(), actor))
+        return await fetch_resource(db, resource_id)
+
+    @delete("/{resource_id:str}", status_code=200)
+    async def retire(
+        self, resource_id: FromPath[str], commands: Commands, db: Db, actor: Actor, reason: Reason
+    ) -> ResourceView:
+        """Retire a resource: no new bookings; the ones it has keep their state."""
+        key = parse_uuid(resource_id, "resource_id")
+        await commands.retire_resource(RetireResource(key, reason, actor))
+        return await fetch_resource(db, resource_id)
+
     @get("/")
     async def list_resources(
         self,
         db: Db,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
         cursor: FromQuery[str | None] = None,
+        include_retired: FromQuery[bool] = True,
     ) -> ResourcePage:
         """Resources in registration order, a page at a time."""
-        rows = await resources.page(db, page_after(cursor), limit + 1)
+        rows = await resources.page(db, page_after(cursor), limit + 1, retired=include_retired)
         items, next_cursor = next_page(rows, limit, lambda r: (r.created_at, r.resource_id))
         return ResourcePage(items=items, next_cursor=next_cursor)
+
+    @post("/{resource_id:str}/closures", status_code=201)
+    async def close(
+        self,
+        resource_id: FromPath[str],
+        data: SkipValidation[JSONBody[ClosureCreate]],
+        commands: Commands,
+        db: Db,
+        actor: Actor,
+    ) -> Response[ClosureView]:
+        """Close the resource over `[start_time, end_time)`: no booking may overlap it."""
+        body = strict_body(data, ClosureCreate)
+        key = parse_uuid(resource_id, "resource_id")
+        command = AddClosure(key, body.start_time, body.end_time, body.reason, actor)
+        closure_id = await commands.add_closure(command)
+        [view] = [
+            c
+            for c in await availability.closures(db, key, body.start_time, body.end_time)
+            if c.closure_id == closure_id
+        ]
+        location = f"/resources/{resource_id}/closures/{closure_id}"
+        return Response(view, status_code=201, headers={"Location": location})
+
+    @get("/{resource_id:str}/closures")
+    async def closures(
+        self,
+        resource_id: FromPath[str],
+        db: Db,
+        commands: Commands,
+        window_start: Annotated[str | None, QueryParameter(name="from", description=TIME)] = None,
+        window_end: Annotated[str | None, QueryParameter(name="to", description=TIME)] = None,
+    ) -> ClosurePage:
+        """Closures overlapping `[from, to)` (default: from now on)."""
+        resource = await fetch_resource(db, resource_id)
+        start = parse_time(window_start, "from") or commands.clock()
+        end = parse_time(window_end, "to") or datetime.max.replace(tzinfo=start.tzinfo)
+        items = await availability.closures(db, resource.resource_id, start, end)
+        return ClosurePage(items=items)
+
+    @delete("/{resource_id:str}/closures/{closure_id:str}", status_code=204)
+    async def reopen(
+        self,
+        resource_id: FromPath[str],
+        closure_id: FromPath[str],
+        commands: Commands,
+        actor: Actor,
+    ) -> None:
+        """Lift a closure."""
+        key = parse_uuid(resource_id, "resource_id")
+        command = RemoveClosure(key, parse_uuid(closure_id, "closure_id"), actor)
+        await commands.remove_closure(command)
 
     @get("/{resource_id:str}/availability")
     async def availability(
         self,
+        *,
         resource_id: FromPath[str],
         db: Db,
-        window_start: Annotated[str, QueryParameter(name="from", description=TIME)],
-        window_end: Annotated[str, QueryParameter(name="to", description=TIME)],
+        commands: Commands,
+        window_start: From,
+        window_end: To,
+        duration: Duration = None,
     ) -> Availability:
-        """Busy and free time of a resource within `[from, to)` (at most 366 days)."""
-        start, end = parse_time(window_start, "from"), parse_time(window_end, "to")
-        if end <= start:
-            raise InvalidInputError("to", "'to' must be after 'from'")
-        if end - start > MAX_WINDOW:
-            raise InvalidInputError("to", "the window may span at most 366 days")
+        """Busy, closed and free time of a resource within `[from, to)` (at most 366 days);
+        with `duration` (minutes), also each start time a booking would be accepted at
+        (window at most 31 days)."""
+        start, end = window(window_start, window_end, duration)
         resource = await fetch_resource(db, resource_id)
-        busy = await availability.busy(db, resource.resource_id, start, end)
+        policy = resource.policy
+        busy = await availability.busy(db, resource.resource_id, start, end, policy)
+        closed = await availability.closures(db, resource.resource_id, start, end)
+        slots = None
+        if duration is not None:
+            length = timedelta(minutes=duration)
+            slots = await bookable(db, resource, start, end, length, now=commands.clock())
         return Availability(
             resource_id=resource.resource_id,
             window_start=start,
             window_end=end,
             capacity=resource.capacity,
             busy=busy,
-            free=availability.free(busy, resource.capacity, start, end),
+            closures=closed,
+            free=availability.free(busy, closed, policy, start, end),
+            bookable=slots,
         )
+
+
+@get("/availability", tags=["resources"])
+async def search(
+    *,
+    db: Db,
+    commands: Commands,
+    window_start: From,
+    window_end: To,
+    duration: Annotated[int, QueryParameter(ge=1, le=60 * 24 * 31, description="Minutes.")],
+    resource_id: Annotated[
+        list[str] | None,
+        QueryParameter(max_items=100, description="Resources to consider (repeat); none: all."),
+    ] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    cursor: FromQuery[str | None] = None,
+) -> Search:
+    """Which resources can take a booking of `duration` minutes starting in `[from, to)`, with
+    the start times each would accept. Without `resource_id`, every active resource is
+    considered, `limit` at a time (a page may hold fewer matches than it considered)."""
+    start, end = window(window_start, window_end, duration)
+    next_cursor = None
+    if resource_id:
+        keys = list(dict.fromkeys(parse_uuid(r, "resource_id") for r in resource_id))
+        found = {r.resource_id: r for r in await resources.get_many(db, keys)}
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise ResourceNotFoundError(missing[0])
+        considered = [found[k] for k in keys if found[k].retired_at is None]
+    else:
+        rows = await resources.page(db, page_after(cursor), limit + 1, retired=False)
+        considered, next_cursor = next_page(rows, limit, lambda r: (r.created_at, r.resource_id))
+    now, length = commands.clock(), timedelta(minutes=duration)
+    items = []
+    for resource in considered:
+        slots = await bookable(db, resource, start, end, length, now=now)
+        if slots:
+            items.append(
+                Match(resource_id=resource.resource_id, name=resource.name, bookable=slots)
+            )
+    return Search(
+        window_start=start,
+        window_end=end,
+        duration_minutes=duration,
+        items=items,
+        next_cursor=next_cursor,
+    )

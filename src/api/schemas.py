@@ -1,12 +1,13 @@
 """Request and response bodies (msgspec Structs); snake_case as in the brief."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType, to_builtins
 
-from projections.availability import BusySlot, FreeSlot
+from commands.policy import RULE_NAMES
+from projections.availability import BusySlot, ClosureView, FreeSlot
 from projections.bookings import BookingView
 from projections.history import HistoryEntry
 from projections.resources import ResourceView
@@ -38,12 +39,112 @@ def to_utc(value: datetime, field: str) -> datetime:
     return utc
 
 
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Zone = Annotated[
+    str, Meta(min_length=1, max_length=64, pattern=NO_NUL, description="An IANA time zone.")
+]
+Capacity = Annotated[int, Meta(ge=1, le=100_000, description="Bookings allowed at one instant.")]
+Minutes = Annotated[int, Meta(ge=0, le=5_270_400)]
+Days = Annotated[int, Meta(ge=1, le=3_660)]
+Clock = Annotated[
+    str,
+    Meta(
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$",
+        description='Local "HH:MM"; "24:00" ends a day.',
+    ),
+]
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+Day = Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", description="A local date, YYYY-MM-DD.")]
+
+
+class Interval(Struct, forbid_unknown_fields=True):
+    """Open from `start` to `end` (local wall-clock time) on one day."""
+
+    start: Clock
+    end: Clock
+
+
+Hours = Annotated[list[Interval], Meta(max_length=48)]
+OpeningHours = Annotated[
+    dict[Weekday, Hours],
+    Meta(
+        description="Open intervals per weekday; a weekday left out is closed. null: always open."
+    ),
+]
+DateExceptions = Annotated[
+    dict[Day, Hours],
+    Meta(max_length=2_000, description="Hours of particular dates; [] closes the date."),
+]
+
+
 class ResourceCreate(Struct, forbid_unknown_fields=True, kw_only=True):
-    name: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
-    timezone: Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)] = "UTC"
-    capacity: Annotated[int, Meta(ge=1, le=100_000)] = 1
+    name: Name
+    timezone: Zone = "UTC"
+    capacity: Capacity = 1
     requires_approval: bool = False
     details: Details | None = None
+    pending_holds_slot: bool = True
+    approval_window_minutes: Minutes | None = None
+    min_notice_minutes: Minutes = 0
+    max_advance_days: Days | None = None
+    min_duration_minutes: Minutes | None = None
+    max_duration_minutes: Minutes | None = None
+    start_step_minutes: Minutes | None = None
+    buffer_before_minutes: Minutes = 0
+    buffer_after_minutes: Minutes = 0
+    change_notice_minutes: Minutes = 0
+    cancel_notice_minutes: Minutes = 0
+    opening_hours: OpeningHours | None = None
+    date_exceptions: DateExceptions | None = None
+
+    def settings(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in SETTINGS}
+
+    def rules(self) -> dict[str, Any]:
+        values: dict[str, Any] = to_builtins({name: getattr(self, name) for name in RULE_NAMES})
+        return values
+
+
+SETTINGS = ("name", "timezone", "capacity", "requires_approval", "details")
+
+
+class ResourceUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Any settings to change; a field left out stays as it is, null lifts a limit."""
+
+    name: Name | UnsetType = UNSET
+    timezone: Zone | UnsetType = UNSET
+    capacity: Capacity | UnsetType = UNSET
+    requires_approval: bool | UnsetType = UNSET
+    details: Details | UnsetType | None = UNSET
+    pending_holds_slot: bool | UnsetType = UNSET
+    approval_window_minutes: Minutes | UnsetType | None = UNSET
+    min_notice_minutes: Minutes | UnsetType = UNSET
+    max_advance_days: Days | UnsetType | None = UNSET
+    min_duration_minutes: Minutes | UnsetType | None = UNSET
+    max_duration_minutes: Minutes | UnsetType | None = UNSET
+    start_step_minutes: Minutes | UnsetType | None = UNSET
+    buffer_before_minutes: Minutes | UnsetType = UNSET
+    buffer_after_minutes: Minutes | UnsetType = UNSET
+    change_notice_minutes: Minutes | UnsetType = UNSET
+    cancel_notice_minutes: Minutes | UnsetType = UNSET
+    opening_hours: OpeningHours | UnsetType | None = UNSET
+    date_exceptions: DateExceptions | UnsetType | None = UNSET
+
+    def changes(self) -> dict[str, Any]:
+        given: dict[str, Any] = to_builtins(self)  # leaves out UNSET fields
+        return given
+
+
+class ClosureCreate(Struct, forbid_unknown_fields=True, kw_only=True):
+    start_time: Time
+    end_time: Time
+    reason: Annotated[str, Meta(max_length=1_000, pattern=NO_NUL)] | None = None
+
+    def __post_init__(self) -> None:
+        self.start_time = to_utc(self.start_time, "start_time")
+        self.end_time = to_utc(self.end_time, "end_time")
+        if self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
 
 
 class BookingCreate(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -64,10 +165,13 @@ class BookingUpdate(Struct, forbid_unknown_fields=True, kw_only=True):
     start_time: Time | None = None
     end_time: Time | None = None
     details: Details | None = None
+    resource_id: Annotated[UUID, Meta(description="Move the booking to this resource.")] | None = (
+        None
+    )
 
     def __post_init__(self) -> None:
-        if self.start_time is None and self.end_time is None and self.details is None:
-            raise ValueError("give at least one of start_time, end_time, details")
+        if (self.start_time, self.end_time, self.details, self.resource_id) == (None,) * 4:
+            raise ValueError("give at least one of start_time, end_time, details, resource_id")
         if self.start_time is not None:
             self.start_time = to_utc(self.start_time, "start_time")
         if self.end_time is not None:
@@ -91,10 +195,31 @@ class History(Struct, kw_only=True):
     items: list[HistoryEntry]
 
 
+class ClosurePage(Struct, kw_only=True):
+    items: list[ClosureView]
+
+
 class Availability(Struct, kw_only=True, rename={"window_start": "from", "window_end": "to"}):
     resource_id: UUID
     window_start: datetime
     window_end: datetime
     capacity: int
     busy: list[BusySlot]
+    closures: list[ClosureView]
     free: list[FreeSlot]
+    bookable: list[FreeSlot] | None = None
+    """With `duration`: each start time (and the end it gives) a booking would be accepted at."""
+
+
+class Match(Struct, kw_only=True):
+    resource_id: UUID
+    name: str
+    bookable: list[FreeSlot]
+
+
+class Search(Struct, kw_only=True, rename={"window_start": "from", "window_end": "to"}):
+    window_start: datetime
+    window_end: datetime
+    duration_minutes: int
+    items: list[Match]
+    next_cursor: str | None

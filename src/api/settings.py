@@ -15,6 +15,9 @@ class Settings:
     pool_max_size: int = 10
     snapshot_every: int = 100
     """Snapshot a resource stream every this many events."""
+    settle_seconds: float = 10.0
+    """How often each server process completes ended bookings and expires undecided ones
+    (0: never; then only commands change bookings)."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -25,6 +28,10 @@ class Settings:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
+        if not self.settle_seconds >= 0:
+            raise ValueError(
+                f"BOOKINGS_SETTLE_SECONDS must be 0 or more, not {self.settle_seconds}"
+            )
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("BOOKINGS_POOL_MIN_SIZE must not exceed BOOKINGS_POOL_MAX_SIZE")
 
@@ -36,10 +43,17 @@ class Settings:
             except ValueError:
                 raise ValueError(f"{name} must be a whole number") from None
 
+        def seconds(name: str, default: float) -> float:
+            try:
+                return float(environ.get(name) or default)
+            except ValueError:
+                raise ValueError(f"{name} must be a number of seconds") from None
+
         return cls(
             database_url=environ.get("DATABASE_URL") or None,
             data_dir=Path(environ.get("BOOKINGS_DATA_DIR") or ".bookings"),
             pool_min_size=number("BOOKINGS_POOL_MIN_SIZE", cls.pool_min_size),
             pool_max_size=number("BOOKINGS_POOL_MAX_SIZE", cls.pool_max_size),
             snapshot_every=number("BOOKINGS_SNAPSHOT_EVERY", cls.snapshot_every),
+            settle_seconds=seconds("BOOKINGS_SETTLE_SECONDS", cls.settle_seconds),
         )

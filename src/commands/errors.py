@@ -42,11 +42,48 @@ class SlotTakenError(DomainError):
 
 
 class BookingClosedError(DomainError):
-    """Raised when changing a booking that is cancelled or already over."""
+    """Raised when changing a booking that is in a final state or already over."""
 
     def __init__(self, booking_id: UUID) -> None:
-        super().__init__(f"Booking {booking_id} is cancelled or over and can no longer change.")
+        super().__init__(f"Booking {booking_id} is final or over and can no longer change.")
         self.booking_id = booking_id
+
+
+class RuleViolationError(DomainError):
+    """Raised when a request breaks one of the resource's booking rules (`rule` names it)."""
+
+    def __init__(self, rule: str, detail: str, field: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+        self.field = field
+
+
+class ResourceClosedError(DomainError):
+    """Raised when a slot falls into a time the owner closed the resource."""
+
+    def __init__(self, resource_id: UUID, closure_ids: list[UUID]) -> None:
+        ids = ", ".join(str(c) for c in closure_ids)
+        super().__init__(f"Resource {resource_id} is closed then (closure {ids}).")
+        self.resource_id = resource_id
+        self.closure_ids = closure_ids
+
+
+class ResourceRetiredError(DomainError):
+    """Raised when booking, or changing, a retired resource."""
+
+    def __init__(self, resource_id: UUID) -> None:
+        super().__init__(f"Resource {resource_id} is retired and takes no new bookings.")
+        self.resource_id = resource_id
+
+
+class IllegalTransitionError(DomainError):
+    """Raised when a booking's status does not allow the requested change."""
+
+    def __init__(self, booking_id: UUID, status: str, action: str, why: str = "") -> None:
+        reason = why or f"it is {status}"
+        super().__init__(f"Booking {booking_id} cannot be {action}: {reason}.")
+        self.booking_id = booking_id
+        self.status = status
 
 
 class ContentionError(DomainError):

@@ -1,21 +1,24 @@
-"""Command handlers: load the resource, let it decide, append; on a lost race, decide again."""
+"""Command handlers: load the resource(s), let them decide, append; on a lost race, decide again."""
 
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
-from commands.errors import BookingNotFoundError, ContentionError, DomainError
+from commands.errors import BookingClosedError, BookingNotFoundError, ContentionError, DomainError
 from commands.repository import ResourceRepository
-from commands.resource import Resource
+from commands.resource import Resource, Role
 from events.store import ConcurrencyError, RecordedEvent
 
 Clock = Callable[[], datetime]
 BookingLocator = Callable[[UUID], Awaitable[UUID | None]]
 """Finds the resource a booking belongs to (None: no such booking)."""
+Decision = Callable[[dict[UUID, Resource], datetime], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,37 @@ class RegisterResource:
     capacity: int = 1
     requires_approval: bool = False
     details: str | None = None
+    rules: dict[str, Any] = field(default_factory=dict)
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResource:
+    resource_id: UUID
+    changes: dict[str, Any]
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetireResource:
+    resource_id: UUID
+    reason: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddClosure:
+    resource_id: UUID
+    start_time: datetime
+    end_time: datetime
+    reason: str | None = None
+    actor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveClosure:
+    resource_id: UUID
+    closure_id: UUID
     actor: str | None = None
 
 
@@ -40,16 +74,31 @@ class CreateBooking:
 
 @dataclass(frozen=True, slots=True)
 class ModifyBooking:
+    """Change time and/or details; a `resource_id` other than the booking's moves it there."""
+
     booking_id: UUID
     start_time: datetime | None = None
     end_time: datetime | None = None
     details: str | None = None
+    resource_id: UUID | None = None
     actor: str | None = None
+    by: Role = "client"
 
 
 @dataclass(frozen=True, slots=True)
 class CancelBooking:
     booking_id: UUID
+    reason: str | None = None
+    actor: str | None = None
+    by: Role = "client"
+
+
+@dataclass(frozen=True, slots=True)
+class DecideBooking:
+    """The owner's decisions on a booking: approve, reject, complete, no_show."""
+
+    booking_id: UUID
+    action: str
     reason: str | None = None
     actor: str | None = None
 
@@ -77,17 +126,57 @@ class CommandHandlers:
             capacity=command.capacity,
             requires_approval=command.requires_approval,
             details=command.details,
+            rules=command.rules,
             actor=command.actor,
             now=self.clock(),
         )
         await self.repository.save(resource)
         return resource.id
 
+    async def update_resource(self, command: UpdateResource) -> None:
+        await self._decide(
+            [command.resource_id],
+            lambda rs, now: rs[command.resource_id].update(
+                command.changes, actor=command.actor, now=now
+            ),
+        )
+
+    async def retire_resource(self, command: RetireResource) -> None:
+        await self._decide(
+            [command.resource_id],
+            lambda rs, now: rs[command.resource_id].retire(
+                reason=command.reason, actor=command.actor, now=now
+            ),
+        )
+
+    async def add_closure(self, command: AddClosure) -> UUID:
+        closure_id = uuid4()
+        await self._decide(
+            [command.resource_id],
+            lambda rs, now: rs[command.resource_id].add_closure(
+                closure_id,
+                start=command.start_time,
+                end=command.end_time,
+                reason=command.reason,
+                actor=command.actor,
+                now=now,
+            ),
+        )
+        return closure_id
+
+    async def remove_closure(self, command: RemoveClosure) -> None:
+        await self._decide(
+            [command.resource_id],
+            lambda rs, now: rs[command.resource_id].remove_closure(
+                command.closure_id, actor=command.actor, now=now
+            ),
+        )
+
     async def create_booking(self, command: CreateBooking) -> UUID:
         booking_id = uuid4()
-
-        def decide(resource: Resource, now: datetime) -> None:
-            resource.create_booking(
+        await self._decide(
+            [command.resource_id],
+            lambda rs, now: rs[command.resource_id].create_booking(
                 booking_id,
                 client_id=command.client_id,
                 start=command.start_time,
@@ -95,31 +184,98 @@ class CommandHandlers:
                 details=command.details,
                 actor=command.actor,
                 now=now,
-            )
-
-        await self._decide(command.resource_id, decide)
+            ),
+        )
         return booking_id
 
     async def modify_booking(self, command: ModifyBooking) -> None:
-        def decide(resource: Resource, now: datetime) -> None:
-            resource.modify_booking(
-                command.booking_id,
-                start=command.start_time,
-                end=command.end_time,
-                details=command.details,
-                actor=command.actor,
-                now=now,
-            )
+        def decide(resource_id: UUID) -> tuple[list[UUID], Decision]:
+            target = command.resource_id
+            if target is None or target == resource_id:
+                return [resource_id], lambda rs, now: rs[resource_id].modify_booking(
+                    command.booking_id,
+                    start=command.start_time,
+                    end=command.end_time,
+                    details=command.details,
+                    actor=command.actor,
+                    now=now,
+                    by=command.by,
+                )
 
-        await self._decide(await self._resource_of(command.booking_id), decide)
+            def move(rs: dict[UUID, Resource], now: datetime) -> None:
+                source, destination = rs[resource_id], rs[target]
+                hold = source.move_out(
+                    command.booking_id, destination, actor=command.actor, now=now, by=command.by
+                )
+                destination.move_in(
+                    command.booking_id,
+                    source=resource_id,
+                    start=command.start_time or hold.start,
+                    end=command.end_time or hold.end,
+                    details=command.details,
+                    actor=command.actor,
+                    now=now,
+                )
+
+            return [resource_id, target], move
+
+        await self._on_booking(command.booking_id, decide)
 
     async def cancel_booking(self, command: CancelBooking) -> None:
-        def decide(resource: Resource, now: datetime) -> None:
-            resource.cancel_booking(
-                command.booking_id, reason=command.reason, actor=command.actor, now=now
-            )
+        await self._on_booking(
+            command.booking_id,
+            lambda resource_id: (
+                [resource_id],
+                lambda rs, now: rs[resource_id].cancel_booking(
+                    command.booking_id,
+                    reason=command.reason,
+                    actor=command.actor,
+                    now=now,
+                    by=command.by,
+                ),
+            ),
+        )
 
-        await self._decide(await self._resource_of(command.booking_id), decide)
+    async def decide_booking(self, command: DecideBooking) -> None:
+        def decide(resource: Resource, now: datetime) -> None:
+            booking_id, reason, actor = command.booking_id, command.reason, command.actor
+            match command.action:
+                case "approve":
+                    resource.approve_booking(booking_id, reason=reason, actor=actor, now=now)
+                case "reject":
+                    resource.reject_booking(booking_id, reason=reason, actor=actor, now=now)
+                case "complete":
+                    resource.complete_booking(booking_id, reason=reason, actor=actor, now=now)
+                case "no_show":
+                    resource.mark_no_show(booking_id, reason=reason, actor=actor, now=now)
+                case other:
+                    raise ValueError(f"unknown action {other!r}")
+
+        await self._on_booking(
+            command.booking_id,
+            lambda resource_id: ([resource_id], lambda rs, now: decide(rs[resource_id], now)),
+        )
+
+    async def settle(self, resource_id: UUID) -> int:
+        """Complete and expire what the clock has closed on one resource; how many changed."""
+        recorded = await self._decide([resource_id], lambda rs, now: rs[resource_id].settle(now))
+        return len(recorded)
+
+    async def _on_booking(
+        self, booking_id: UUID, plan: Callable[[UUID], tuple[list[UUID], Decision]]
+    ) -> None:
+        """Decide on the resource that holds the booking. If the booking moved to another
+        resource after it was located, the refusal on the old one sends the command after it."""
+        resource_id = await self._resource_of(booking_id)
+        while True:
+            try:
+                await self._decide(*plan(resource_id))
+                return
+            except BookingClosedError:
+                now_at = await self._resource_of(booking_id)
+                if now_at == resource_id:
+                    raise
+                resource_id = now_at
 
     async def _resource_of(self, booking_id: UUID) -> UUID:
         resource_id = await self.locate_booking(booking_id)
@@ -127,39 +283,55 @@ class CommandHandlers:
             raise BookingNotFoundError(booking_id)
         return resource_id
 
-    async def _decide(
-        self, resource_id: UUID, decide: Callable[[Resource, datetime], None]
-    ) -> Sequence[RecordedEvent]:
+    async def _decide(self, resource_ids: list[UUID], decide: Decision) -> Sequence[RecordedEvent]:
         """Load, decide and append, deciding again whenever another writer got there first.
 
-        A cached resource may be behind the store (another process wrote since): an append on
-        it fails and is decided again; a refusal is decided again on the store's state.
+        Several resources change in one atomic append; their locks are taken in a fixed order,
+        so two commands on the same pair never wait on each other. A cached resource may be
+        behind the store (another process wrote since): an append on it fails and is decided
+        again; a refusal is decided again on the store's state.
         """
         give_up = time.monotonic() + self.deadline_seconds
-        async with self.repository.lock(resource_id):
-            resource = self.repository.cached(resource_id)
+        ordered = sorted(set(resource_ids))
+        async with _all(self.repository.lock(r) for r in ordered):
+            resources = {r: self.repository.cached(r) for r in ordered}
             attempts = 0
             while True:
-                fresh = resource is None
-                if resource is None:
-                    resource = await self.repository.load(resource_id)
+                fresh = all(resources[r] is None for r in ordered)
+                loaded = {r: resources[r] or await self.repository.load(r) for r in ordered}
                 try:
-                    decide(resource, self.clock())
+                    decide(loaded, self.clock())
                 except DomainError:
+                    for r in ordered:
+                        if loaded[r].pending_events:  # changed before the refusal: discard
+                            self.repository.forget(r)
                     if fresh:
-                        raise  # refused before any event: the state is unchanged
-                    resource = None
+                        raise  # refused on the store's state
+                    resources = dict.fromkeys(ordered)
                     continue
                 except BaseException:
-                    self.repository.forget(resource_id)
+                    for r in ordered:
+                        self.repository.forget(r)
                     raise
                 try:
-                    return await self.repository.save(resource)
+                    # In the caller's order: a move's source before its target.
+                    return await self.repository.save(
+                        *(loaded[r] for r in dict.fromkeys(resource_ids))
+                    )
                 except ConcurrencyError:
-                    resource = None
+                    resources = dict.fromkeys(ordered)
                     if time.monotonic() > give_up:
-                        msg = f"Resource {resource_id} is too busy; try again."
-                        raise ContentionError(msg) from None
+                        names = ", ".join(str(r) for r in ordered)
+                        raise ContentionError(f"Resource {names} is too busy; try again.") from None
                     attempts += 1
                     # Another process is writing this resource: let it finish before reloading.
                     await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempts)))
+
+
+@asynccontextmanager
+async def _all(locks: Iterable[asyncio.Lock]) -> AsyncIterator[None]:
+    """Hold every lock, taken in the given order."""
+    async with AsyncExitStack() as stack:
+        for lock in locks:
+            await stack.enter_async_context(lock)
+        yield

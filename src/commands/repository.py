@@ -53,20 +53,24 @@ class ResourceRepository:
         self._remember(resource)
         return resource
 
-    async def save(self, resource: Resource) -> Sequence[RecordedEvent]:
-        """Save a new resource's events (or a changed one's); cache it on success."""
-        pending = resource.collect_events()
+    async def save(self, *resources: Resource) -> Sequence[RecordedEvent]:
+        """Save the new events of one or more resources atomically; cache them on success."""
+        pending = [event for resource in resources for event in resource.collect_events()]
         if not pending:
             return []
-        previous = resource.version - len(pending)
-        crossed = previous // self.snapshot_every != resource.version // self.snapshot_every
-        snapshot = Resource.Snapshot.take(resource) if crossed else None
+        snapshots = []
+        for resource in resources:
+            previous = resource.version - sum(e.originator_id == resource.id for e in pending)
+            if previous // self.snapshot_every != resource.version // self.snapshot_every:
+                snapshots.append(Resource.Snapshot.take(resource))
         try:
-            recorded = await self.store.append(pending, snapshot)
+            recorded = await self.store.append(pending, snapshots)
         except BaseException:
-            self.forget(resource.id)
+            for resource in resources:
+                self.forget(resource.id)
             raise
-        self._remember(resource)
+        for resource in resources:
+            self._remember(resource)
         return recorded
 
     def forget(self, resource_id: UUID) -> None:

@@ -1,11 +1,12 @@
 """The Resource aggregate: one stream per resource, the one place that decides its bookings.
 
-It is pure: no I/O, and `now` is passed in. Its state holds only what can still collide: the
-bookings that hold time (pending or confirmed) and have not ended. Everything else is pruned,
-so deciding costs the same however long the resource's history is.
+It is pure: no I/O, and `now` is passed in. Its state holds the settings, the closures and the
+bookings that are still open (pending or confirmed). A booking leaves the state with the event
+that closes it (cancelled, rejected, expired, completed, no-show, moved out); `settle` records
+those the clock has closed (completion after the end, expiry of undecided requests), so the state
+grows with open bookings, never with history.
 """
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, singledispatchmethod
 from importlib import resources
@@ -15,34 +16,48 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Transcoding
 
-from commands.errors import BookingClosedError, InvalidCommandError, SlotTakenError
+from commands.errors import (
+    BookingClosedError,
+    IllegalTransitionError,
+    InvalidCommandError,
+    ResourceRetiredError,
+    RuleViolationError,
+)
+from commands.policy import (
+    CONFIRMED,
+    PENDING,
+    RULE_NAMES,
+    Closure,
+    Hold,
+    Policy,
+    Rules,
+    Status,
+)
 from events.resource import (
+    BookingApproved,
     BookingCancelled,
+    BookingCompleted,
     BookingCreated,
+    BookingExpired,
     BookingModified,
+    BookingMovedIn,
+    BookingMovedOut,
+    BookingNoShow,
+    BookingRejected,
+    ClosureAdded,
+    ClosureRemoved,
     ResourceEvent,
     ResourceRegistered,
+    ResourceRetired,
+    ResourceUpdated,
 )
 
-PRUNE_MARGIN = timedelta(hours=1)
-"""How long after its end a booking stays in the state (bounds tolerated clock skew)."""
+__all__ = ["CONFIRMED", "PENDING", "Hold", "Resource", "Status"]
 
-Status = Literal["pending", "confirmed", "cancelled"]
-PENDING: Status = "pending"
-CONFIRMED: Status = "confirmed"
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """A booking that holds the resource over `[start, end)`."""
-
-    booking_id: UUID
-    start: datetime
-    end: datetime
-    status: str
-
-    def overlaps(self, start: datetime, end: datetime) -> bool:
-        return self.start < end and start < self.end
+Role = Literal["client", "owner"]
+"""Who asks: notice rules on changes and cancellations bind clients, not the owner."""
+SETTINGS = ("name", "timezone", "capacity", "requires_approval", "details")
+"""The settings besides the rules that `update` may change."""
 
 
 class HoldAsList(Transcoding):
@@ -52,26 +67,72 @@ class HoldAsList(Transcoding):
     name = "hold"
 
     def encode(self, obj: Hold) -> list[Any]:
-        return [obj.booking_id.hex, obj.start.isoformat(), obj.end.isoformat(), obj.status]
+        deadline = obj.deadline.isoformat() if obj.deadline else None
+        return [
+            obj.booking_id.hex,
+            obj.start.isoformat(),
+            obj.end.isoformat(),
+            obj.status,
+            deadline,
+        ]
 
     def decode(self, data: list[Any]) -> Hold:
-        booking_id, start, end, status = data
+        booking_id, start, end, status, deadline = data
         fromiso = datetime.fromisoformat
-        return Hold(UUID(booking_id), fromiso(start), fromiso(end), status)
+        return Hold(
+            UUID(booking_id), fromiso(start), fromiso(end), status, deadline and fromiso(deadline)
+        )
+
+
+class ClosureAsList(Transcoding):
+    type = Closure
+    name = "closure"
+
+    def encode(self, obj: Closure) -> list[Any]:
+        return [obj.closure_id.hex, obj.start.isoformat(), obj.end.isoformat()]
+
+    def decode(self, data: list[Any]) -> Closure:
+        closure_id, start, end = data
+        return Closure(UUID(closure_id), datetime.fromisoformat(start), datetime.fromisoformat(end))
+
+
+class RulesAsDict(Transcoding):
+    type = Rules
+    name = "rules"
+
+    def encode(self, obj: Rules) -> dict[str, Any]:
+        return obj.to_dict()
+
+    def decode(self, data: dict[str, Any]) -> Rules:
+        return Rules(**data)
+
+
+TRANSCODINGS = (HoldAsList(), ClosureAsList(), RulesAsDict())
+"""What the store's mapper needs to write and read Resource snapshots."""
 
 
 class Resource(Aggregate):
     """Something bookable: a room, a person, a piece of equipment."""
 
     def __init__(
-        self, name: str, timezone: str, capacity: int, requires_approval: bool, details: str | None
+        self,
+        *,
+        name: str,
+        timezone: str,
+        capacity: int,
+        requires_approval: bool,
+        details: str | None,
+        rules: dict[str, Any] | None,
     ) -> None:
         self.name = name
         self.timezone = timezone
         self.capacity = capacity
         self.requires_approval = requires_approval
         self.details = details
+        self.rules = Rules(**(rules or {}))
+        self.retired = False
         self.holds: dict[str, Hold] = {}
+        self.closures: dict[str, Closure] = {}
 
     @classmethod
     def register(
@@ -83,17 +144,13 @@ class Resource(Aggregate):
         capacity: int = 1,
         requires_approval: bool = False,
         details: str | None = None,
+        rules: dict[str, Any] | None = None,
         actor: str | None = None,
         now: datetime,
     ) -> "Resource":
         """Register a new resource."""
-        if not name.strip():
-            raise InvalidCommandError("A resource needs a non-blank name.", "name")
-        if capacity < 1:
-            raise InvalidCommandError("Capacity must be at least 1.", "capacity")
-        if timezone not in _zone_names():
-            msg = f"Unknown IANA time zone {timezone!r}."
-            raise InvalidCommandError(msg, "timezone")
+        _check_settings({"name": name, "timezone": timezone, "capacity": capacity})
+        checked = Rules.of(rules)
         return cls._create(
             ResourceRegistered,
             id=resource_id,
@@ -102,9 +159,69 @@ class Resource(Aggregate):
             capacity=capacity,
             requires_approval=requires_approval,
             details=details,
+            rules=checked.to_dict(),
             actor=actor,
             timestamp=now,
         )
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(self.id, self.timezone, self.capacity, self.rules)
+
+    # -- the owner's settings ------------------------------------------------------------------
+
+    def update(self, changes: dict[str, Any], *, actor: str | None, now: datetime) -> None:
+        """Change settings and rules; only the values that differ are recorded. Existing
+        bookings keep their state; the new rules apply to what is decided from now on."""
+        self._check_active()
+        unknown = set(changes) - set(SETTINGS) - set(RULE_NAMES)
+        if unknown:
+            raise InvalidCommandError(f"Unknown settings: {', '.join(sorted(unknown))}.", "body")
+        _check_settings(changes)
+        rules = {k: v for k, v in changes.items() if k not in SETTINGS}
+        Rules.of(self.rules.to_dict() | rules)
+        current = {name: getattr(self, name) for name in SETTINGS} | self.rules.to_dict()
+        differ = {k: v for k, v in changes.items() if current[k] != v}
+        if differ:
+            self.trigger_event(ResourceUpdated, changes=differ, actor=actor, timestamp=now)
+
+    def retire(self, *, reason: str | None, actor: str | None, now: datetime) -> None:
+        """Take no new bookings from now on; retiring twice changes nothing."""
+        if not self.retired:
+            self.trigger_event(ResourceRetired, reason=reason, actor=actor, timestamp=now)
+
+    def add_closure(
+        self,
+        closure_id: UUID,
+        *,
+        start: datetime,
+        end: datetime,
+        reason: str | None,
+        actor: str | None,
+        now: datetime,
+    ) -> None:
+        """Close `[start, end)` to new bookings; bookings already there keep their state."""
+        self._check_active()
+        if end <= start:
+            raise InvalidCommandError("end_time must be after start_time.", "end_time")
+        if end <= now:
+            raise InvalidCommandError("A closure must end in the future.", "end_time")
+        self.trigger_event(
+            ClosureAdded,
+            closure_id=closure_id,
+            start_time=start,
+            end_time=end,
+            reason=reason,
+            actor=actor,
+            timestamp=now,
+        )
+
+    def remove_closure(self, closure_id: UUID, *, actor: str | None, now: datetime) -> None:
+        if str(closure_id) not in self.closures:
+            raise InvalidCommandError(f"Closure {closure_id} does not exist.", "closure_id")
+        self.trigger_event(ClosureRemoved, closure_id=closure_id, actor=actor, timestamp=now)
+
+    # -- bookings -------------------------------------------------------------------------------
 
     def create_booking(
         self,
@@ -118,9 +235,7 @@ class Resource(Aggregate):
         now: datetime,
     ) -> None:
         """Book `[start, end)` for a client; pending if the resource requires approval."""
-        self._prune(now)
-        _check_times(start, end, now)
-        self._check_room(start, end, ignoring=None)
+        status, deadline = self._admit(booking_id, start, end, now)
         self.trigger_event(
             BookingCreated,
             booking_id=booking_id,
@@ -128,7 +243,8 @@ class Resource(Aggregate):
             start_time=start,
             end_time=end,
             details=details,
-            status=PENDING if self.requires_approval else CONFIRMED,
+            status=status,
+            approval_deadline=deadline,
             actor=actor,
             timestamp=now,
         )
@@ -142,12 +258,15 @@ class Resource(Aggregate):
         details: str | None,
         actor: str | None,
         now: datetime,
+        by: Role = "client",
     ) -> None:
         """Move a booking in time and/or change its details; the new time re-checks every rule."""
-        self._prune(now)
         hold = self._open_hold(booking_id, now)
         new_start, new_end = start or hold.start, end or hold.end
         moved = (new_start, new_end) != (hold.start, hold.end)
+        if not moved and details is None:
+            return
+        self._check_notice(hold, now, by, "change_notice_minutes", "changed")
         if moved:
             if new_end <= new_start:
                 raise InvalidCommandError("end_time must be after start_time.", "end_time")
@@ -155,9 +274,15 @@ class Resource(Aggregate):
                 raise InvalidCommandError("A booking cannot be moved into the past.", "start_time")
             if new_end <= now:
                 raise InvalidCommandError("end_time must be in the future.", "end_time")
-            self._check_room(new_start, new_end, ignoring=booking_id)
-        elif details is None:
-            return
+            self.policy.check_slot(
+                new_start,
+                new_end,
+                now,
+                holds=self.holds.values(),
+                closures=self.closures.values(),
+                ignoring=booking_id,
+                start_changed=new_start != hold.start,
+            )
         self.trigger_event(
             BookingModified,
             booking_id=booking_id,
@@ -169,39 +294,183 @@ class Resource(Aggregate):
         )
 
     def cancel_booking(
-        self, booking_id: UUID, *, reason: str | None, actor: str | None, now: datetime
+        self,
+        booking_id: UUID,
+        *,
+        reason: str | None,
+        actor: str | None,
+        now: datetime,
+        by: Role = "client",
     ) -> None:
         """Cancel a booking that is still open; its time becomes free."""
-        self._prune(now)
-        self._open_hold(booking_id, now)
+        hold = self._open_hold(booking_id, now)
+        self._check_notice(hold, now, by, "cancel_notice_minutes", "cancelled")
         self.trigger_event(
-            BookingCancelled, booking_id=booking_id, reason=reason, actor=actor, timestamp=now
+            BookingCancelled,
+            booking_id=booking_id,
+            reason=reason,
+            by=by,
+            actor=actor,
+            timestamp=now,
         )
 
+    def approve_booking(
+        self, booking_id: UUID, *, reason: str | None = None, actor: str | None, now: datetime
+    ) -> None:
+        """Confirm a pending booking; the slot is checked again as it stands now."""
+        hold = self._pending(booking_id, now, "approved")
+        policy = self.policy
+        policy.check_closures(self.closures.values(), hold.start, hold.end)
+        policy.check_room(self.holds.values(), hold.start, hold.end, ignoring=booking_id)
+        self.trigger_event(
+            BookingApproved, booking_id=booking_id, reason=reason, actor=actor, timestamp=now
+        )
+
+    def reject_booking(
+        self, booking_id: UUID, *, reason: str | None, actor: str | None, now: datetime
+    ) -> None:
+        """Turn a pending booking down."""
+        self._pending(booking_id, now, "rejected")
+        self.trigger_event(
+            BookingRejected, booking_id=booking_id, reason=reason, actor=actor, timestamp=now
+        )
+
+    def complete_booking(
+        self, booking_id: UUID, *, reason: str | None = None, actor: str | None, now: datetime
+    ) -> None:
+        """Record that a confirmed booking took place (once it has started)."""
+        self._started(booking_id, now, "completed")
+        self.trigger_event(
+            BookingCompleted,
+            booking_id=booking_id,
+            automatic=False,
+            reason=reason,
+            actor=actor,
+            timestamp=now,
+        )
+
+    def mark_no_show(
+        self, booking_id: UUID, *, reason: str | None = None, actor: str | None, now: datetime
+    ) -> None:
+        """Record that the client of a confirmed booking did not come (once it has started)."""
+        self._started(booking_id, now, "marked as a no-show")
+        self.trigger_event(
+            BookingNoShow, booking_id=booking_id, reason=reason, actor=actor, timestamp=now
+        )
+
+    def settle(self, now: datetime) -> None:
+        """Close what time has closed: complete confirmed bookings that have ended and expire
+        pending ones nobody decided in time. Idempotent: a settled booking leaves the state."""
+        for hold in sorted(self.holds.values(), key=lambda h: (h.end, h.booking_id)):
+            if hold.status == CONFIRMED and hold.end <= now:
+                self.trigger_event(
+                    BookingCompleted,
+                    booking_id=hold.booking_id,
+                    automatic=True,
+                    actor=None,
+                    timestamp=now,
+                )
+            elif hold.status == PENDING and hold.decide_by <= now:
+                self.trigger_event(
+                    BookingExpired, booking_id=hold.booking_id, actor=None, timestamp=now
+                )
+
+    def move_out(
+        self, booking_id: UUID, to: "Resource", *, actor: str | None, now: datetime, by: Role
+    ) -> Hold:
+        """Let a booking leave for resource `to` (which then takes it in); returns its hold."""
+        hold = self._open_hold(booking_id, now)
+        self._check_notice(hold, now, by, "change_notice_minutes", "changed")
+        self.trigger_event(
+            BookingMovedOut, booking_id=booking_id, to_resource_id=to.id, actor=actor, timestamp=now
+        )
+        return hold
+
+    def move_in(
+        self,
+        booking_id: UUID,
+        *,
+        source: UUID,
+        start: datetime,
+        end: datetime,
+        details: str | None,
+        actor: str | None,
+        now: datetime,
+    ) -> None:
+        """Take in a booking from another resource: checked here like a new booking."""
+        status, deadline = self._admit(booking_id, start, end, now)
+        self.trigger_event(
+            BookingMovedIn,
+            booking_id=booking_id,
+            from_resource_id=source,
+            start_time=start,
+            end_time=end,
+            status=status,
+            details=details,
+            approval_deadline=deadline,
+            actor=actor,
+            timestamp=now,
+        )
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _admit(
+        self, booking_id: UUID, start: datetime, end: datetime, now: datetime
+    ) -> tuple[Status, datetime | None]:
+        """Check a new slot against every rule; the status and approval deadline it gets."""
+        self._check_active()
+        if end <= start:
+            raise InvalidCommandError("end_time must be after start_time.", "end_time")
+        if start < now:
+            raise InvalidCommandError("start_time must not be in the past.", "start_time")
+        self.policy.check_slot(
+            start, end, now, holds=self.holds.values(), closures=self.closures.values()
+        )
+        if not self.requires_approval:
+            return CONFIRMED, None
+        window = self.rules.approval_window_minutes
+        return PENDING, now + timedelta(minutes=window) if window else None
+
+    def _check_active(self) -> None:
+        if self.retired:
+            raise ResourceRetiredError(self.id)
+
     def _open_hold(self, booking_id: UUID, now: datetime) -> Hold:
+        """The booking, if it can still change: open and not over."""
         hold = self.holds.get(str(booking_id))
         if hold is None or hold.end <= now:
             raise BookingClosedError(booking_id)
         return hold
 
-    def _check_room(self, start: datetime, end: datetime, ignoring: UUID | None) -> None:
-        """Refuse when `[start, end)` would take more than `capacity` bookings at any instant."""
-        overlapping = [
-            h for h in self.holds.values() if h.booking_id != ignoring and h.overlaps(start, end)
-        ]
-        if _peak(overlapping, start, end) >= self.capacity:
-            ordered = sorted(overlapping, key=lambda h: (h.start, h.booking_id))
-            raise SlotTakenError(self.id, [h.booking_id for h in ordered])
+    def _pending(self, booking_id: UUID, now: datetime, action: str) -> Hold:
+        hold = self._open_hold(booking_id, now)
+        if hold.status != PENDING:
+            raise IllegalTransitionError(booking_id, hold.status, action)
+        if hold.decide_by <= now:
+            why = "it was not decided in time and expires"
+            raise IllegalTransitionError(booking_id, hold.status, action, why)
+        return hold
 
-    def _prune(self, now: datetime) -> None:
-        """Forget bookings that ended a while ago: they can neither change nor collide any more.
+    def _started(self, booking_id: UUID, now: datetime, action: str) -> Hold:
+        hold = self.holds.get(str(booking_id))
+        if hold is None:
+            raise BookingClosedError(booking_id)
+        if hold.status != CONFIRMED:
+            raise IllegalTransitionError(booking_id, hold.status, action)
+        if now < hold.start:
+            raise IllegalTransitionError(booking_id, hold.status, action, "it has not started")
+        return hold
 
-        The margin keeps a process whose clock runs behind from deciding on state that a
-        process with a clock ahead pruned (and snapshotted) too early.
-        """
-        ended = [key for key, hold in self.holds.items() if hold.end <= now - PRUNE_MARGIN]
-        for key in ended:
-            del self.holds[key]
+    def _check_notice(self, hold: Hold, now: datetime, by: Role, rule: str, action: str) -> None:
+        """Clients must change or cancel at least the rule's minutes before the start."""
+        notice = getattr(self.rules, rule)
+        if by == "client" and notice and now > hold.start - timedelta(minutes=notice):
+            msg = f"A booking here can be {action} up to {notice} minutes before it starts."
+            raise RuleViolationError(
+                rule.removesuffix("_minutes").replace("_", "-"), msg, "start_time"
+            )
+
+    # -- applying events ---------------------------------------------------------------------
 
     @singledispatchmethod
     def when(self, event: ResourceEvent) -> None:
@@ -209,22 +478,73 @@ class Resource(Aggregate):
         raise NotImplementedError(type(event).__name__)
 
     @when.register
+    def _(self, event: ResourceUpdated) -> None:
+        rules = {}
+        for name, value in event.changes.items():
+            if name in SETTINGS:
+                setattr(self, name, value)
+            else:
+                rules[name] = value
+        if rules:
+            self.rules = Rules(**(self.rules.to_dict() | rules))
+
+    @when.register
+    def _(self, event: ResourceRetired) -> None:
+        self.retired = True
+
+    @when.register
+    def _(self, event: ClosureAdded) -> None:
+        closure = Closure(event.closure_id, event.start_time, event.end_time)
+        self.closures[str(event.closure_id)] = closure
+
+    @when.register
+    def _(self, event: ClosureRemoved) -> None:
+        self.closures.pop(str(event.closure_id), None)
+
+    @when.register
     def _(self, event: BookingCreated) -> None:
-        hold = Hold(event.booking_id, event.start_time, event.end_time, event.status)
-        self.holds[str(event.booking_id)] = hold
+        self.holds[str(event.booking_id)] = Hold(
+            event.booking_id,
+            event.start_time,
+            event.end_time,
+            event.status,
+            event.approval_deadline,
+        )
+
+    @when.register
+    def _(self, event: BookingMovedIn) -> None:
+        self.holds[str(event.booking_id)] = Hold(
+            event.booking_id,
+            event.start_time,
+            event.end_time,
+            event.status,
+            event.approval_deadline,
+        )
 
     @when.register
     def _(self, event: BookingModified) -> None:
         key = str(event.booking_id)
-        hold = self.holds.get(key)
-        if hold is None:  # pruned already: it can no longer collide
-            return
+        hold = self.holds[key]
         self.holds[key] = Hold(
-            hold.booking_id, event.start_time or hold.start, event.end_time or hold.end, hold.status
+            hold.booking_id,
+            event.start_time or hold.start,
+            event.end_time or hold.end,
+            hold.status,
+            hold.deadline,
         )
 
     @when.register
-    def _(self, event: BookingCancelled) -> None:
+    def _(self, event: BookingApproved) -> None:
+        hold = self.holds[str(event.booking_id)]
+        self.holds[str(event.booking_id)] = Hold(hold.booking_id, hold.start, hold.end, CONFIRMED)
+
+    @when.register(BookingCancelled)
+    @when.register(BookingRejected)
+    @when.register(BookingExpired)
+    @when.register(BookingCompleted)
+    @when.register(BookingNoShow)
+    @when.register(BookingMovedOut)
+    def _(self, event: Any) -> None:
         self.holds.pop(str(event.booking_id), None)
 
 
@@ -235,23 +555,11 @@ def _zone_names() -> frozenset[str]:
     return frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
 
 
-def _check_times(start: datetime, end: datetime, now: datetime) -> None:
-    if end <= start:
-        raise InvalidCommandError("end_time must be after start_time.", "end_time")
-    if start < now:
-        raise InvalidCommandError("start_time must not be in the past.", "start_time")
-
-
-def _peak(holds: list[Hold], start: datetime, end: datetime) -> int:
-    """The most of `holds` that overlap at any one instant within `[start, end)`."""
-    if len(holds) <= 1:
-        return len(holds)
-    # An end sorts before a start at the same instant: touching intervals do not overlap.
-    edges = sorted(
-        [(max(h.start, start), 1) for h in holds] + [(min(h.end, end), -1) for h in holds]
-    )
-    level = peak = 0
-    for _, step in edges:
-        level += step
-        peak = max(peak, level)
-    return peak
+def _check_settings(values: dict[str, Any]) -> None:
+    if "name" in values and not values["name"].strip():
+        raise InvalidCommandError("A resource needs a non-blank name.", "name")
+    if "capacity" in values and values["capacity"] < 1:
+        raise InvalidCommandError("Capacity must be at least 1.", "capacity")
+    if "timezone" in values and values["timezone"] not in _zone_names():
+        msg = f"Unknown IANA time zone {values['timezone']!r}."
+        raise InvalidCommandError(msg, "timezone")

@@ -105,7 +105,7 @@ class EventStore:
         self.projector = projector
 
     async def append(
-        self, events: Sequence[DomainEvent], snapshot: Snapshot | None = None
+        self, events: Sequence[DomainEvent], snapshots: Sequence[Snapshot] = ()
     ) -> list[RecordedEvent]:
         """Record events (of one or more streams) atomically, project them, return them.
 
@@ -128,7 +128,7 @@ class EventStore:
                 RecordedEvent(row["position"], event)
                 for row, event in zip(rows, events, strict=True)
             ]
-            if snapshot is not None:
+            for snapshot in snapshots:
                 s = self.mapper.to_stored_event(snapshot)
                 await conn.execute(
                     UPSERT_SNAPSHOT,

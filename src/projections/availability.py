@@ -1,4 +1,5 @@
-"""The availability view: the slots that hold a resource's time, and the free time around them."""
+"""The availability view: the bookings that hold a resource's time, the owner's closures, and
+the free and bookable time around them."""
 
 from datetime import datetime
 from typing import Any
@@ -7,10 +8,18 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from events.resource import BookingCancelled, BookingCreated, BookingModified
+from commands.policy import Closure, Hold, Policy
+from events.resource import (
+    BookingApproved,
+    BookingCreated,
+    BookingModified,
+    BookingMovedIn,
+    ClosureAdded,
+    ClosureRemoved,
+)
 from events.store import RecordedEvent
 
-HOLDING = ("pending", "confirmed")
+OPEN = ("pending", "confirmed")
 
 
 class BusySlot(msgspec.Struct, kw_only=True):
@@ -25,65 +34,136 @@ class FreeSlot(msgspec.Struct, kw_only=True):
     end_time: datetime
 
 
-INSERT = """
+class ClosureView(msgspec.Struct, kw_only=True):
+    closure_id: UUID
+    resource_id: UUID
+    start_time: datetime
+    end_time: datetime
+    reason: str | None
+    created_at: datetime
+
+
+PUT_SLOT = """
 INSERT INTO slots (booking_id, resource_id, start_time, end_time, status)
 VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (booking_id) DO UPDATE
+SET resource_id = excluded.resource_id, start_time = excluded.start_time,
+    end_time = excluded.end_time, status = excluded.status
 """
 MOVE = """
 UPDATE slots SET start_time = COALESCE($2, start_time), end_time = COALESCE($3, end_time)
 WHERE booking_id = $1
 """
-DELETE = "DELETE FROM slots WHERE booking_id = $1"
+CONFIRM = "UPDATE slots SET status = 'confirmed' WHERE booking_id = $1"
+# A booking leaves the resource it is on (a move-in may be projected before the move-out).
+DELETE = "DELETE FROM slots WHERE booking_id = $1 AND resource_id = $2"
 # Every slot that overlaps [$2, $3); the index on (resource_id, end_time) skips the past.
 BUSY = """
 SELECT booking_id, start_time, end_time, status FROM slots
 WHERE resource_id = $1 AND end_time > $2 AND start_time < $3
 ORDER BY start_time, booking_id
 """
-TABLES = ("slots",)
+ADD_CLOSURE = """
+INSERT INTO closures (closure_id, resource_id, start_time, end_time, reason, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
+REMOVE_CLOSURE = "DELETE FROM closures WHERE closure_id = $1"
+CLOSURES = """
+SELECT closure_id, resource_id, start_time, end_time, reason, created_at FROM closures
+WHERE resource_id = $1 AND end_time > $2 AND start_time < $3
+ORDER BY start_time, closure_id
+"""
+TABLES = ("slots", "closures")
 
 
 async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
     event = recorded.event
-    if isinstance(event, BookingCreated):
-        if event.status in HOLDING:
-            await conn.execute(
-                INSERT,
-                event.booking_id,
-                event.originator_id,
-                event.start_time,
-                event.end_time,
-                event.status,
-            )
+    resource_id = event.originator_id
+    if isinstance(event, BookingCreated | BookingMovedIn):
+        await conn.execute(
+            PUT_SLOT, event.booking_id, resource_id, event.start_time, event.end_time, event.status
+        )
     elif isinstance(event, BookingModified):
         if event.start_time or event.end_time:
             await conn.execute(MOVE, event.booking_id, event.start_time, event.end_time)
-    elif isinstance(event, BookingCancelled):
-        await conn.execute(DELETE, event.booking_id)
+    elif isinstance(event, BookingApproved):
+        await conn.execute(CONFIRM, event.booking_id)
+    elif isinstance(event, ClosureAdded):
+        await conn.execute(
+            ADD_CLOSURE,
+            event.closure_id,
+            resource_id,
+            event.start_time,
+            event.end_time,
+            event.reason,
+            event.timestamp,
+        )
+    elif isinstance(event, ClosureRemoved):
+        await conn.execute(REMOVE_CLOSURE, event.closure_id)
+    elif hasattr(event, "booking_id"):  # every other booking event closes it here
+        await conn.execute(DELETE, event.booking_id, resource_id)
 
 
-async def busy(conn: Any, resource_id: UUID, start: datetime, end: datetime) -> list[BusySlot]:
-    """The slots holding the resource that overlap `[start, end)`, by start time."""
+async def busy(
+    conn: Any, resource_id: UUID, start: datetime, end: datetime, policy: Policy
+) -> list[BusySlot]:
+    """The bookings holding the resource's time that overlap `[start, end)`, by start time
+    (pending ones only where the resource lets them hold their slot)."""
     rows = await conn.fetch(BUSY, resource_id, start, end)
-    return [msgspec.convert(dict(row), BusySlot) for row in rows]
+    return [
+        msgspec.convert(dict(row), BusySlot) for row in rows if policy.holds_slot(row["status"])
+    ]
 
 
-def free(busy: list[BusySlot], capacity: int, start: datetime, end: datetime) -> list[FreeSlot]:
-    """The parts of `[start, end)` where fewer than `capacity` slots overlap."""
-    edges = sorted(
-        [(max(s.start_time, start), 1) for s in busy] + [(min(s.end_time, end), -1) for s in busy]
+async def closures(
+    conn: Any, resource_id: UUID, start: datetime, end: datetime
+) -> list[ClosureView]:
+    """The owner's closures overlapping `[start, end)`, by start time."""
+    rows = await conn.fetch(CLOSURES, resource_id, start, end)
+    return [msgspec.convert(dict(row), ClosureView) for row in rows]
+
+
+def as_holds(busy: list[BusySlot]) -> list[Hold]:
+    return [Hold(s.booking_id, s.start_time, s.end_time, s.status) for s in busy]
+
+
+def as_closures(views: list[ClosureView]) -> list[Closure]:
+    return [Closure(c.closure_id, c.start_time, c.end_time) for c in views]
+
+
+def free(
+    busy: list[BusySlot],
+    closed: list[ClosureView],
+    policy: Policy,
+    start: datetime,
+    end: datetime,
+) -> list[FreeSlot]:
+    """The parts of `[start, end)` where the resource is open, not closed, and fewer than
+    `capacity` bookings (widened by the buffers) occupy it."""
+    before, after = policy.buffers()
+    full = policy.capacity
+    open_spans = policy.open_spans(start, end)
+    edges = (
+        [(max(s.start_time - before, start), 1) for s in busy]
+        + [(min(s.end_time + after, end), -1) for s in busy]
+        + [(max(c.start_time, start), full) for c in closed]
+        + [(min(c.end_time, end), -full) for c in closed]
     )
+    if open_spans is not None:  # closed outside opening hours: `full` except in each span
+        edges += [(start, full)]
+        edges += [(max(s, start), -full) for s, e in open_spans if s < end and start < e]
+        edges += [(min(e, end), full) for s, e in open_spans if s < end and start < e]
     free_slots: list[FreeSlot] = []
     level, free_since = 0, start
-    for at, step in edges:
-        was_full = level >= capacity
+    for at, step in sorted(edges):
+        was_full = level >= full
         level += step
-        is_full = level >= capacity
+        is_full = level >= full
         if is_full and not was_full:
             if free_since < at:
                 free_slots.append(FreeSlot(start_time=free_since, end_time=at))
         elif was_full and not is_full:
             free_since = at
-    if level < capacity and free_since < end:
+    if level < full and free_since < end:
         free_slots.append(FreeSlot(start_time=free_since, end_time=end))
     return free_slots

@@ -7,7 +7,17 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from events.resource import BookingCancelled, BookingCreated, BookingModified
+from events.resource import (
+    BookingApproved,
+    BookingCancelled,
+    BookingCompleted,
+    BookingCreated,
+    BookingExpired,
+    BookingModified,
+    BookingMovedIn,
+    BookingNoShow,
+    BookingRejected,
+)
 from events.store import RecordedEvent
 
 
@@ -33,8 +43,13 @@ class BookingFilter(msgspec.Struct, kw_only=True):
 
 INSERT = """
 INSERT INTO bookings (booking_id, resource_id, client_id, start_time, end_time, status, details,
-                      created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                      approval_deadline, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+"""
+MOVE_IN = """
+UPDATE bookings SET resource_id = $2, start_time = $3, end_time = $4, status = $5,
+                    details = COALESCE($6, details), approval_deadline = $7, updated_at = $8
+WHERE booking_id = $1
 """
 MODIFY = """
 UPDATE bookings SET start_time = COALESCE($2, start_time), end_time = COALESCE($3, end_time),
@@ -42,11 +57,13 @@ UPDATE bookings SET start_time = COALESCE($2, start_time), end_time = COALESCE($
 WHERE booking_id = $1
 """
 SET_STATUS = "UPDATE bookings SET status = $2, updated_at = $3 WHERE booking_id = $1"
-SELECT = "SELECT * FROM bookings WHERE booking_id = $1"
+COLUMNS = """booking_id, resource_id, start_time, end_time, client_id, status, details,
+             created_at, updated_at"""
+SELECT = f"SELECT {COLUMNS} FROM bookings WHERE booking_id = $1"
 RESOURCE_OF = "SELECT resource_id FROM bookings WHERE booking_id = $1"
 # Bookings by start time; the window keeps those that overlap [window_start, window_end).
-PAGE = """
-SELECT * FROM bookings
+PAGE = f"""
+SELECT {COLUMNS} FROM bookings
 WHERE ($1::uuid IS NULL OR resource_id = $1)
   AND ($2::uuid IS NULL OR client_id = $2)
   AND ($3::text IS NULL OR status = $3)
@@ -56,11 +73,27 @@ WHERE ($1::uuid IS NULL OR resource_id = $1)
 ORDER BY start_time, booking_id
 LIMIT $8
 """
+# Resources with bookings the clock has closed: ended confirmed ones, undecided pending ones.
+DUE = """
+SELECT resource_id FROM bookings WHERE status = 'confirmed' AND end_time <= $1
+UNION
+SELECT resource_id FROM bookings
+WHERE status = 'pending' AND (start_time <= $1 OR approval_deadline <= $1)
+LIMIT $2
+"""
 TABLES = ("bookings",)
+STATUS_OF = {
+    BookingCancelled: "cancelled",
+    BookingApproved: "confirmed",
+    BookingRejected: "rejected",
+    BookingExpired: "expired",
+    BookingCompleted: "completed",
+    BookingNoShow: "no_show",
+}
 
 
 async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
-    event = recorded.event
+    event: Any = recorded.event
     if isinstance(event, BookingCreated):
         await conn.execute(
             INSERT,
@@ -71,6 +104,19 @@ async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
             event.end_time,
             event.status,
             event.details,
+            event.approval_deadline,
+            event.timestamp,
+        )
+    elif isinstance(event, BookingMovedIn):
+        await conn.execute(
+            MOVE_IN,
+            event.booking_id,
+            event.originator_id,
+            event.start_time,
+            event.end_time,
+            event.status,
+            event.details,
+            event.approval_deadline,
             event.timestamp,
         )
     elif isinstance(event, BookingModified):
@@ -82,8 +128,8 @@ async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
             event.details,
             event.timestamp,
         )
-    elif isinstance(event, BookingCancelled):
-        await conn.execute(SET_STATUS, event.booking_id, "cancelled", event.timestamp)
+    elif (status := STATUS_OF.get(type(event))) is not None:
+        await conn.execute(SET_STATUS, event.booking_id, status, event.timestamp)
 
 
 async def get(conn: Any, booking_id: UUID) -> BookingView | None:
@@ -113,3 +159,8 @@ async def page(
         limit,
     )
     return [msgspec.convert(dict(row), BookingView) for row in rows]
+
+
+async def due(conn: Any, now: datetime, limit: int) -> list[UUID]:
+    """Resources holding bookings that `settle` would close at `now`."""
+    return [row["resource_id"] for row in await conn.fetch(DUE, now, limit)]

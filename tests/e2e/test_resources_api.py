@@ -30,6 +30,20 @@ RESOURCE_FIELDS = {
     "capacity",
     "requires_approval",
     "details",
+    "pending_holds_slot",
+    "approval_window_minutes",
+    "min_notice_minutes",
+    "max_advance_days",
+    "min_duration_minutes",
+    "max_duration_minutes",
+    "start_step_minutes",
+    "buffer_before_minutes",
+    "buffer_after_minutes",
+    "change_notice_minutes",
+    "cancel_notice_minutes",
+    "opening_hours",
+    "date_exceptions",
+    "retired_at",
     "created_at",
     "updated_at",
 }
@@ -249,6 +263,8 @@ async def test_availability_shows_busy_slots_and_the_free_time_between(
             {"start_time": iso(d + hours(11)), "end_time": iso(d + hours(12))},
             {"start_time": iso(d + hours(13)), "end_time": iso(d + hours(14))},
         ],
+        "closures": [],
+        "bookable": None,
     }
 
 

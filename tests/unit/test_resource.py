@@ -12,7 +12,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
 
 from commands.errors import BookingClosedError, InvalidCommandError, SlotTakenError
-from commands.resource import CONFIRMED, PENDING, Hold, HoldAsList, Resource
+from commands.resource import CONFIRMED, PENDING, TRANSCODINGS, Hold, Resource
 from events.resource import (
     BookingCancelled,
     BookingCreated,
@@ -696,7 +696,7 @@ def decisions(resource: Resource) -> list[Any]:
 
 def test_snapshot_round_trip_gives_an_equal_resource_that_decides_the_same() -> None:
     resource, _ = lived()
-    mapper = new_mapper(HoldAsList())
+    mapper = new_mapper(*TRANSCODINGS)
 
     stored = mapper.to_stored_event(Resource.Snapshot.take(resource))
     restored = mapper.to_domain_event(stored).mutate(None)
@@ -717,7 +717,7 @@ def test_snapshot_round_trip_gives_an_equal_resource_that_decides_the_same() -> 
 
 def test_replaying_stored_events_gives_the_same_resource() -> None:
     resource, events = lived()
-    mapper = new_mapper(HoldAsList())
+    mapper = new_mapper(*TRANSCODINGS)
 
     replayed: Any = None
     for event in events:

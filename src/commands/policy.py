@@ -1,0 +1,375 @@
+"""A resource's booking rules and opening hours, and the checks that apply them.
+
+Pure functions of a slot, the resource's settings, what already holds it and `now`. The
+aggregate decides with them, and the availability view lists bookable start times by running
+the very same checks, so the two can never disagree.
+"""
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
+from typing import Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from commands.errors import (
+    DomainError,
+    InvalidCommandError,
+    ResourceClosedError,
+    RuleViolationError,
+    SlotTakenError,
+)
+
+Status = Literal["pending", "confirmed", "cancelled", "rejected", "expired", "completed", "no_show"]
+PENDING: Status = "pending"
+CONFIRMED: Status = "confirmed"
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+Hours = list[dict[str, str]]
+"""Open intervals of one day in local wall-clock time: `[{"start": "09:00", "end": "17:00"}]`."""
+ALL_DAY: Hours = [{"start": "00:00", "end": "24:00"}]
+DEFAULT_STEP_MINUTES = 15
+"""The grid of candidate start times in availability when the resource sets no step."""
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+_LONGEST = 10 * 366 * 24 * 60
+"""No rule in minutes may exceed ten years."""
+
+Span = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A booking that may hold the resource over `[start, end)`.
+
+    A pending booking must be decided before `decide_by` (its approval deadline or its start,
+    whichever comes first), or it expires.
+    """
+
+    booking_id: UUID
+    start: datetime
+    end: datetime
+    status: str
+    deadline: datetime | None = None
+
+    @property
+    def decide_by(self) -> datetime:
+        return min(self.deadline, self.start) if self.deadline else self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Closure:
+    """Time the owner closed the resource: no booking may overlap it."""
+
+    closure_id: UUID
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A resource's optional booking rules; the defaults impose nothing."""
+
+    pending_holds_slot: bool = True
+    approval_window_minutes: int | None = None
+    min_notice_minutes: int = 0
+    max_advance_days: int | None = None
+    min_duration_minutes: int | None = None
+    max_duration_minutes: int | None = None
+    start_step_minutes: int | None = None
+    buffer_before_minutes: int = 0
+    buffer_after_minutes: int = 0
+    change_notice_minutes: int = 0
+    cancel_notice_minutes: int = 0
+    opening_hours: dict[str, Hours] | None = None
+    date_exceptions: dict[str, Hours] | None = None
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any] | None) -> "Rules":
+        rules = cls(**(values or {}))
+        rules.validate()
+        return rules
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RULE_NAMES}
+
+    def validate(self) -> None:
+        """Refuse values no resource can mean (InvalidCommandError naming the field)."""
+        limits = {
+            "approval_window_minutes": 1,
+            "min_notice_minutes": 0,
+            "max_advance_days": 1,
+            "min_duration_minutes": 1,
+            "max_duration_minutes": 1,
+            "start_step_minutes": 1,
+            "buffer_before_minutes": 0,
+            "buffer_after_minutes": 0,
+            "change_notice_minutes": 0,
+            "cancel_notice_minutes": 0,
+        }
+        for name, least in limits.items():
+            value = getattr(self, name)
+            if value is not None and not least <= value <= _LONGEST:
+                raise InvalidCommandError(f"{name} must lie between {least} and {_LONGEST}.", name)
+        low, high = self.min_duration_minutes, self.max_duration_minutes
+        if low is not None and high is not None and low > high:
+            msg = "max_duration_minutes must not be below min_duration_minutes."
+            raise InvalidCommandError(msg, "max_duration_minutes")
+        for day, hours in (self.opening_hours or {}).items():
+            if day not in WEEKDAYS:
+                msg = f"{day!r} is not a weekday; use {', '.join(WEEKDAYS)}."
+                raise InvalidCommandError(msg, "opening_hours")
+            _check_hours(hours, f"opening_hours.{day}")
+        for day, hours in (self.date_exceptions or {}).items():
+            try:
+                date.fromisoformat(day)
+            except ValueError:
+                msg = f"{day!r} is not a date (YYYY-MM-DD)."
+                raise InvalidCommandError(msg, "date_exceptions") from None
+            _check_hours(hours, f"date_exceptions.{day}")
+
+
+RULE_NAMES = tuple(f.name for f in fields(Rules))
+
+
+def _check_hours(hours: Hours, field: str) -> None:
+    for interval in hours:
+        start, end = interval.get("start", ""), interval.get("end", "")
+        if set(interval) != {"start", "end"} or not (_CLOCK.match(start) and _CLOCK.match(end)):
+            msg = 'Hours are {"start": "HH:MM", "end": "HH:MM"} (end may be "24:00").'
+            raise InvalidCommandError(msg, field)
+        if start >= end:
+            raise InvalidCommandError(f"{start}-{end}: the end must be after the start.", field)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Everything that decides whether a slot may be booked on one resource."""
+
+    resource_id: UUID
+    timezone: str
+    capacity: int
+    rules: Rules
+
+    def holds_slot(self, status: str) -> bool:
+        return status == CONFIRMED or (status == PENDING and self.rules.pending_holds_slot)
+
+    def check_slot(
+        self,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        *,
+        holds: Iterable[Hold],
+        closures: Iterable[Closure],
+        ignoring: UUID | None = None,
+        start_changed: bool = True,
+        open_spans: Sequence[Span] | None = None,
+    ) -> None:
+        """Every rule on a slot, in a fixed order: its own shape and timing (422), then the
+        owner's closures and the bookings already there (409)."""
+        self.check_timing(start, end, now, start_changed=start_changed, open_spans=open_spans)
+        self.check_closures(closures, start, end)
+        self.check_room(holds, start, end, ignoring=ignoring)
+
+    def check_timing(
+        self,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        *,
+        start_changed: bool = True,
+        open_spans: Sequence[Span] | None = None,
+    ) -> None:
+        """Length, notice, how far ahead, start step and opening hours."""
+        r = self.rules
+        length = end - start
+        if r.min_duration_minutes and length < _minutes(r.min_duration_minutes):
+            msg = f"A booking here lasts at least {r.min_duration_minutes} minutes."
+            raise RuleViolationError("duration", msg, "end_time")
+        if r.max_duration_minutes and length > _minutes(r.max_duration_minutes):
+            msg = f"A booking here lasts at most {r.max_duration_minutes} minutes."
+            raise RuleViolationError("duration", msg, "end_time")
+        if start_changed:
+            if start < now + _minutes(r.min_notice_minutes):
+                msg = f"A booking here must start at least {r.min_notice_minutes} minutes ahead."
+                raise RuleViolationError("min-notice", msg, "start_time")
+            if r.max_advance_days is not None and start > now + timedelta(r.max_advance_days):
+                msg = f"A booking here may start at most {r.max_advance_days} days ahead."
+                raise RuleViolationError("max-advance", msg, "start_time")
+            if r.start_step_minutes and not self.aligned(start):
+                msg = (
+                    f"A booking here starts on a {r.start_step_minutes}-minute step from "
+                    f"midnight ({self.timezone})."
+                )
+                raise RuleViolationError("start-step", msg, "start_time")
+        spans = self.open_spans(start, end) if open_spans is None else open_spans
+        if spans is not None and not _within(spans, start, end):
+            msg = f"The resource is not open for all of the slot (hours in {self.timezone})."
+            raise RuleViolationError("opening-hours", msg, "start_time")
+
+    def check_closures(self, closures: Iterable[Closure], start: datetime, end: datetime) -> None:
+        hit = [c for c in closures if c.start < end and start < c.end]
+        if hit:
+            ordered = sorted(hit, key=lambda c: (c.start, c.closure_id))
+            raise ResourceClosedError(self.resource_id, [c.closure_id for c in ordered])
+
+    def check_room(
+        self, holds: Iterable[Hold], start: datetime, end: datetime, ignoring: UUID | None
+    ) -> None:
+        """Refuse when the slot would make more than `capacity` bookings occupy the resource at
+        any instant; a booking occupies its time widened by the buffers before and after."""
+        before, after = self.buffers()
+        low, high = start - before, end + after
+        occupying = [
+            h
+            for h in holds
+            if h.booking_id != ignoring
+            and h.start - before < high
+            and low < h.end + after
+            and self.holds_slot(h.status)
+        ]
+        spans = [(max(h.start - before, low), min(h.end + after, high)) for h in occupying]
+        if peak(spans) >= self.capacity:
+            ordered = sorted(occupying, key=lambda h: (h.start, h.booking_id))
+            raise SlotTakenError(self.resource_id, [h.booking_id for h in ordered])
+
+    def aligned(self, start: datetime) -> bool:
+        """Whether `start` lies on the step grid counted from local midnight."""
+        step = self.rules.start_step_minutes or 1
+        local = start.astimezone(self.zone)
+        return (
+            local.second == local.microsecond == 0 and (local.hour * 60 + local.minute) % step == 0
+        )
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return _zone(self.timezone)
+
+    def open_spans(self, start: datetime, end: datetime) -> list[Span] | None:
+        """The open time (in UTC, merged) on the local days that `[start, end)` touches;
+        None when the resource is always open."""
+        r = self.rules
+        if r.opening_hours is None and not r.date_exceptions:
+            return None
+        zone = self.zone
+        day, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+        spans = []
+        while day <= last:
+            for interval in self._hours_on(day):
+                spans.append(
+                    (_local(day, interval["start"], zone), _local(day, interval["end"], zone))
+                )
+            day += timedelta(days=1)
+        return _merged(spans)
+
+    def _hours_on(self, day: date) -> Hours:
+        special = (self.rules.date_exceptions or {}).get(day.isoformat())
+        if special is not None:
+            return special
+        if self.rules.opening_hours is None:
+            return ALL_DAY
+        return self.rules.opening_hours.get(WEEKDAYS[day.weekday()], [])
+
+    def buffers(self) -> tuple[timedelta, timedelta]:
+        r = self.rules
+        return _minutes(r.buffer_before_minutes), _minutes(r.buffer_after_minutes)
+
+    def bookable(
+        self,
+        start: datetime,
+        end: datetime,
+        duration: timedelta,
+        now: datetime,
+        *,
+        holds: Iterable[Hold],
+        closures: Iterable[Closure],
+    ) -> list[datetime]:
+        """The start times in `[start, end)`, on the step grid, where a booking of `duration`
+        would be accepted now: `check_slot` run for each candidate."""
+        closures = list(closures)
+        ordered = sorted((h for h in holds if self.holds_slot(h.status)), key=lambda h: h.start)
+        starts = [h.start for h in ordered]
+        before, after = self.buffers()
+        reach = before + after + max((h.end - h.start for h in ordered), default=timedelta())
+        spans = self.open_spans(start, end + duration)
+        accepted = []
+        for candidate in self._grid(start, end):
+            near = ordered[
+                bisect_left(starts, candidate - reach) : bisect_left(
+                    starts, candidate + duration + before + after
+                )
+            ]
+            try:
+                self.check_slot(
+                    candidate,
+                    candidate + duration,
+                    now,
+                    holds=near,
+                    closures=closures,
+                    open_spans=spans,
+                )
+            except DomainError:
+                continue
+            accepted.append(candidate)
+        return accepted
+
+    def _grid(self, start: datetime, end: datetime) -> list[datetime]:
+        """Candidate start times in `[start, end)`: every step from each local midnight."""
+        step = self.rules.start_step_minutes or DEFAULT_STEP_MINUTES
+        zone = self.zone
+        day, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+        found: set[datetime] = set()
+        while day <= last:
+            for minute in range(0, 24 * 60, step):
+                at = _local(day, f"{minute // 60:02}:{minute % 60:02}", zone)
+                if start <= at < end:
+                    found.add(at)
+            day += timedelta(days=1)
+        return sorted(found)
+
+
+def peak(spans: Sequence[Span]) -> int:
+    """The most spans that overlap at any one instant (touching spans do not overlap)."""
+    if len(spans) <= 1:
+        return len(spans)
+    # An end sorts before a start at the same instant.
+    edges = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    level = top = 0
+    for _, step in edges:
+        level += step
+        top = max(top, level)
+    return top
+
+
+def _minutes(value: int | None) -> timedelta:
+    return timedelta(minutes=value or 0)
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _local(day: date, clock: str, zone: ZoneInfo) -> datetime:
+    """The instant (UTC) of a wall-clock time on a local day; "24:00" is the next midnight."""
+    hour, minute = int(clock[:2]), int(clock[3:])
+    if hour == 24:
+        day, hour = day + timedelta(days=1), 0
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).astimezone(UTC)
+
+
+def _merged(spans: list[Span]) -> list[Span]:
+    merged: list[Span] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        elif start < end:
+            merged.append((start, end))
+    return merged
+
+
+def _within(spans: Sequence[Span], start: datetime, end: datetime) -> bool:
+    return any(s <= start and end <= e for s, e in spans)
