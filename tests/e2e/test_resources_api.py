@@ -1,6 +1,6 @@
 """End to end over HTTP: `/resources`, availability, and what all routes share (errors, OpenAPI)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID, uuid4
 
 import pytest
@@ -192,7 +192,7 @@ async def test_listing_walks_every_page_once_in_order(client: Client) -> None:
     assert all(0 < len(page) <= 2 for page in pages)
     assert len(ids) == len(set(ids)), "a resource was listed twice"
     assert mine <= set(ids)
-    keys = [(r["created_at"], UUID(r["resource_id"])) for r in items]
+    keys = [(datetime.fromisoformat(r["created_at"]), UUID(r["resource_id"])) for r in items]
     assert keys == sorted(keys), "not in registration order"
     assert all(set(r) == RESOURCE_FIELDS for r in items)
 
