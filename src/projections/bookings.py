@@ -138,8 +138,8 @@ async def get(conn: Any, booking_id: UUID) -> BookingView | None:
 
 
 async def resource_of(conn: Any, booking_id: UUID) -> UUID | None:
-    resource_id: UUID | None = await conn.fetchval(RESOURCE_OF, booking_id)
-    return resource_id
+    resource_id = await conn.fetchval(RESOURCE_OF, booking_id)
+    return None if resource_id is None else _uuid(resource_id)
 
 
 async def page(
@@ -163,4 +163,9 @@ async def page(
 
 async def due(conn: Any, now: datetime, limit: int) -> list[UUID]:
     """Resources holding bookings that `settle` would close at `now`."""
-    return [row["resource_id"] for row in await conn.fetch(DUE, now, limit)]
+    return [_uuid(row["resource_id"]) for row in await conn.fetch(DUE, now, limit)]
+
+
+def _uuid(value: UUID) -> UUID:
+    """A plain UUID for asyncpg's subclass, which the event store's JSON cannot encode."""
+    return UUID(int=value.int)
