@@ -88,6 +88,9 @@ class Rules:
 
     @classmethod
     def of(cls, values: Mapping[str, Any] | None) -> "Rules":
+        unknown = set(values or {}) - set(RULE_NAMES)
+        if unknown:
+            raise InvalidCommandError(f"Unknown rules: {', '.join(sorted(unknown))}.", "rules")
         rules = cls(**(values or {}))
         rules.validate()
         return rules

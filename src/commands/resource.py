@@ -435,15 +435,21 @@ class Resource(Aggregate):
         if self.retired:
             raise ResourceRetiredError(self.id)
 
-    def _open_hold(self, booking_id: UUID, now: datetime) -> Hold:
-        """The booking, if it can still change: open and not over."""
+    def _hold(self, booking_id: UUID) -> Hold:
         hold = self.holds.get(str(booking_id))
-        if hold is None or hold.end <= now:
+        if hold is None:
+            raise BookingClosedError(booking_id)
+        return hold
+
+    def _open_hold(self, booking_id: UUID, now: datetime) -> Hold:
+        """The booking, if it can still change: open, not over, and not expiring."""
+        hold = self._hold(booking_id)
+        if hold.end <= now or (hold.status == PENDING and hold.decide_by <= now):
             raise BookingClosedError(booking_id)
         return hold
 
     def _pending(self, booking_id: UUID, now: datetime, action: str) -> Hold:
-        hold = self._open_hold(booking_id, now)
+        hold = self._hold(booking_id)
         if hold.status != PENDING:
             raise IllegalTransitionError(booking_id, hold.status, action)
         if hold.decide_by <= now:
@@ -452,9 +458,7 @@ class Resource(Aggregate):
         return hold
 
     def _started(self, booking_id: UUID, now: datetime, action: str) -> Hold:
-        hold = self.holds.get(str(booking_id))
-        if hold is None:
-            raise BookingClosedError(booking_id)
+        hold = self._hold(booking_id)
         if hold.status != CONFIRMED:
             raise IllegalTransitionError(booking_id, hold.status, action)
         if now < hold.start:

@@ -7,9 +7,17 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from commands.policy import Hours, Policy, Rules
+from commands.policy import RULE_NAMES, Policy, Rules
 from events.resource import ResourceRegistered, ResourceRetired, ResourceUpdated
 from events.store import RecordedEvent
+
+
+class OpenInterval(msgspec.Struct):
+    start: str
+    end: str
+
+
+OpenHours = dict[str, list[OpenInterval]]
 
 
 class ResourceView(msgspec.Struct, kw_only=True):
@@ -29,8 +37,8 @@ class ResourceView(msgspec.Struct, kw_only=True):
     buffer_after_minutes: int
     change_notice_minutes: int
     cancel_notice_minutes: int
-    opening_hours: dict[str, Hours] | None
-    date_exceptions: dict[str, Hours] | None
+    opening_hours: OpenHours | None
+    date_exceptions: OpenHours | None
     details: str | None
     retired_at: datetime | None
     created_at: datetime
@@ -38,7 +46,8 @@ class ResourceView(msgspec.Struct, kw_only=True):
 
     @property
     def policy(self) -> Policy:
-        rules = Rules(**{name: getattr(self, name) for name in Rules.__dataclass_fields__})
+        values = msgspec.to_builtins({name: getattr(self, name) for name in RULE_NAMES})
+        rules = Rules(**values)
         return Policy(self.resource_id, self.timezone, self.capacity, rules)
 
 
