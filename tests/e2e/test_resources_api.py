@@ -500,10 +500,23 @@ async def test_openapi_document_is_served_and_lists_the_routes(client: Client) -
         "/resources",
         "/resources/{resource_id}",
         "/resources/{resource_id}/availability",
+        "/resources/{resource_id}/closures",
+        "/resources/{resource_id}/closures/{closure_id}",
+        "/availability",
+        "/bookings/{booking_id}/approve",
+        "/bookings/{booking_id}/reject",
+        "/bookings/{booking_id}/complete",
+        "/bookings/{booking_id}/no-show",
     ):
         assert path in paths, path
     assert {"get", "post"} <= set(paths["/bookings"])
     assert {"get", "put", "delete"} <= set(paths["/bookings/{booking_id}"])
+    assert {"get", "patch", "delete"} <= set(paths["/resources/{resource_id}"])
+    update = paths["/resources/{resource_id}"]["patch"]["requestBody"]["content"]
+    schema = update["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    assert {"capacity", "opening_hours", "min_notice_minutes"} <= set(schema["properties"])
 
 
 async def test_unknown_route_is_a_404_problem(client: Client) -> None:
