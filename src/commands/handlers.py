@@ -134,49 +134,44 @@ class CommandHandlers:
         return resource.id
 
     async def update_resource(self, command: UpdateResource) -> None:
-        await self._decide(
-            [command.resource_id],
-            lambda rs, now: rs[command.resource_id].update(
-                command.changes, actor=command.actor, now=now
-            ),
-        )
+        def decide(resource: Resource, now: datetime) -> None:
+            resource.update(command.changes, actor=command.actor, now=now)
+
+        await self._on_resource(command.resource_id, decide)
 
     async def retire_resource(self, command: RetireResource) -> None:
-        await self._decide(
-            [command.resource_id],
-            lambda rs, now: rs[command.resource_id].retire(
-                reason=command.reason, actor=command.actor, now=now
-            ),
-        )
+        def decide(resource: Resource, now: datetime) -> None:
+            resource.retire(reason=command.reason, actor=command.actor, now=now)
+
+        await self._on_resource(command.resource_id, decide)
 
     async def add_closure(self, command: AddClosure) -> UUID:
         closure_id = uuid4()
-        await self._decide(
-            [command.resource_id],
-            lambda rs, now: rs[command.resource_id].add_closure(
+
+        def decide(resource: Resource, now: datetime) -> None:
+            resource.add_closure(
                 closure_id,
                 start=command.start_time,
                 end=command.end_time,
                 reason=command.reason,
                 actor=command.actor,
                 now=now,
-            ),
-        )
+            )
+
+        await self._on_resource(command.resource_id, decide)
         return closure_id
 
     async def remove_closure(self, command: RemoveClosure) -> None:
-        await self._decide(
-            [command.resource_id],
-            lambda rs, now: rs[command.resource_id].remove_closure(
-                command.closure_id, actor=command.actor, now=now
-            ),
-        )
+        def decide(resource: Resource, now: datetime) -> None:
+            resource.remove_closure(command.closure_id, actor=command.actor, now=now)
+
+        await self._on_resource(command.resource_id, decide)
 
     async def create_booking(self, command: CreateBooking) -> UUID:
         booking_id = uuid4()
-        await self._decide(
-            [command.resource_id],
-            lambda rs, now: rs[command.resource_id].create_booking(
+
+        def decide(resource: Resource, now: datetime) -> None:
+            resource.create_booking(
                 booking_id,
                 client_id=command.client_id,
                 start=command.start_time,
@@ -184,26 +179,30 @@ class CommandHandlers:
                 details=command.details,
                 actor=command.actor,
                 now=now,
-            ),
-        )
+            )
+
+        await self._on_resource(command.resource_id, decide)
         return booking_id
 
     async def modify_booking(self, command: ModifyBooking) -> None:
-        def decide(resource_id: UUID) -> tuple[list[UUID], Decision]:
+        def modify(resource: Resource, now: datetime) -> None:
+            resource.modify_booking(
+                command.booking_id,
+                start=command.start_time,
+                end=command.end_time,
+                details=command.details,
+                actor=command.actor,
+                now=now,
+                by=command.by,
+            )
+
+        async def modify_or_move(resource_id: UUID) -> object:
             target = command.resource_id
             if target is None or target == resource_id:
-                return [resource_id], lambda rs, now: rs[resource_id].modify_booking(
-                    command.booking_id,
-                    start=command.start_time,
-                    end=command.end_time,
-                    details=command.details,
-                    actor=command.actor,
-                    now=now,
-                    by=command.by,
-                )
+                return await self._on_resource(resource_id, modify)
 
-            def move(rs: dict[UUID, Resource], now: datetime) -> None:
-                source, destination = rs[resource_id], rs[target]
+            def move(resources: dict[UUID, Resource], now: datetime) -> None:
+                source, destination = resources[resource_id], resources[target]
                 hold = source.move_out(
                     command.booking_id, destination, actor=command.actor, now=now, by=command.by
                 )
@@ -217,24 +216,21 @@ class CommandHandlers:
                     now=now,
                 )
 
-            return [resource_id, target], move
+            return await self._decide([resource_id, target], move)
 
-        await self._on_booking(command.booking_id, decide)
+        await self._on_booking(command.booking_id, modify_or_move)
 
     async def cancel_booking(self, command: CancelBooking) -> None:
-        await self._on_booking(
-            command.booking_id,
-            lambda resource_id: (
-                [resource_id],
-                lambda rs, now: rs[resource_id].cancel_booking(
-                    command.booking_id,
-                    reason=command.reason,
-                    actor=command.actor,
-                    now=now,
-                    by=command.by,
-                ),
-            ),
-        )
+        def decide(resource: Resource, now: datetime) -> None:
+            resource.cancel_booking(
+                command.booking_id,
+                reason=command.reason,
+                actor=command.actor,
+                now=now,
+                by=command.by,
+            )
+
+        await self._on_booking(command.booking_id, lambda r: self._on_resource(r, decide))
 
     async def decide_booking(self, command: DecideBooking) -> None:
         def decide(resource: Resource, now: datetime) -> None:
@@ -251,25 +247,28 @@ class CommandHandlers:
                 case other:
                     raise ValueError(f"unknown action {other!r}")
 
-        await self._on_booking(
-            command.booking_id,
-            lambda resource_id: ([resource_id], lambda rs, now: decide(rs[resource_id], now)),
-        )
+        await self._on_booking(command.booking_id, lambda r: self._on_resource(r, decide))
 
     async def settle(self, resource_id: UUID) -> int:
         """Complete and expire what the clock has closed on one resource; how many changed."""
-        recorded = await self._decide([resource_id], lambda rs, now: rs[resource_id].settle(now))
-        return len(recorded)
 
-    async def _on_booking(
-        self, booking_id: UUID, plan: Callable[[UUID], tuple[list[UUID], Decision]]
-    ) -> None:
-        """Decide on the resource that holds the booking. If the booking moved to another
+        def decide(resource: Resource, now: datetime) -> None:
+            resource.settle(now)
+
+        return len(await self._on_resource(resource_id, decide))
+
+    async def _on_resource(
+        self, resource_id: UUID, decide: Callable[[Resource, datetime], None]
+    ) -> Sequence[RecordedEvent]:
+        return await self._decide([resource_id], lambda rs, now: decide(rs[resource_id], now))
+
+    async def _on_booking(self, booking_id: UUID, act: Callable[[UUID], Awaitable[object]]) -> None:
+        """Act on the resource that holds the booking. If the booking moved to another
         resource after it was located, the refusal on the old one sends the command after it."""
         resource_id = await self._resource_of(booking_id)
         while True:
             try:
-                await self._decide(*plan(resource_id))
+                await act(resource_id)
                 return
             except BookingClosedError:
                 now_at = await self._resource_of(booking_id)
