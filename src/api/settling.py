@@ -11,6 +11,7 @@ from typing import Any
 
 from commands.errors import DomainError
 from commands.handlers import CommandHandlers
+from commands.resource import SETTLE_MARGIN
 from projections import bookings
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 async def settle_due(pool: Any, commands: CommandHandlers, batch: int = 100) -> int:
     """Settle every resource with bookings due now; the number of events recorded."""
     total = 0
-    while resource_ids := await bookings.due(pool, commands.clock(), batch):
+    while resource_ids := await bookings.due(pool, commands.clock(), SETTLE_MARGIN, batch):
         recorded = 0
         for resource_id in resource_ids:
             try:

@@ -33,9 +33,10 @@ Hours = list[dict[str, str]]
 ALL_DAY: Hours = [{"start": "00:00", "end": "24:00"}]
 DEFAULT_STEP_MINUTES = 15
 """The grid of candidate start times in availability when the resource sets no step."""
-_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
-_LONGEST = 10 * 366 * 24 * 60
-"""No rule in minutes may exceed ten years."""
+_CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d|24:00")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TEN_YEARS_IN_DAYS = 10 * 366
+_TEN_YEARS_IN_MINUTES = _TEN_YEARS_IN_DAYS * 24 * 60
 
 Span = tuple[datetime, datetime]
 
@@ -100,22 +101,22 @@ class Rules:
 
     def validate(self) -> None:
         """Refuse values no resource can mean (InvalidCommandError naming the field)."""
-        limits = {
-            "approval_window_minutes": 1,
-            "min_notice_minutes": 0,
-            "max_advance_days": 1,
-            "min_duration_minutes": 1,
-            "max_duration_minutes": 1,
-            "start_step_minutes": 1,
-            "buffer_before_minutes": 0,
-            "buffer_after_minutes": 0,
-            "change_notice_minutes": 0,
-            "cancel_notice_minutes": 0,
+        limits = {  # no rule reaches further than ten years
+            "approval_window_minutes": (1, _TEN_YEARS_IN_MINUTES),
+            "min_notice_minutes": (0, _TEN_YEARS_IN_MINUTES),
+            "max_advance_days": (1, _TEN_YEARS_IN_DAYS),
+            "min_duration_minutes": (1, _TEN_YEARS_IN_MINUTES),
+            "max_duration_minutes": (1, _TEN_YEARS_IN_MINUTES),
+            "start_step_minutes": (1, _TEN_YEARS_IN_MINUTES),
+            "buffer_before_minutes": (0, _TEN_YEARS_IN_MINUTES),
+            "buffer_after_minutes": (0, _TEN_YEARS_IN_MINUTES),
+            "change_notice_minutes": (0, _TEN_YEARS_IN_MINUTES),
+            "cancel_notice_minutes": (0, _TEN_YEARS_IN_MINUTES),
         }
-        for name, least in limits.items():
+        for name, (least, most) in limits.items():
             value = getattr(self, name)
-            if value is not None and not least <= value <= _LONGEST:
-                raise InvalidCommandError(f"{name} must lie between {least} and {_LONGEST}.", name)
+            if value is not None and not least <= value <= most:
+                raise InvalidCommandError(f"{name} must lie between {least} and {most}.", name)
         low, high = self.min_duration_minutes, self.max_duration_minutes
         if low is not None and high is not None and low > high:
             msg = "max_duration_minutes must not be below min_duration_minutes."
@@ -127,7 +128,7 @@ class Rules:
             _check_hours(hours, f"opening_hours.{day}")
         for day, hours in (self.date_exceptions or {}).items():
             try:
-                date.fromisoformat(day)
+                date.fromisoformat(day if _DATE.fullmatch(day) else "")
             except ValueError:
                 msg = f"{day!r} is not a date (YYYY-MM-DD)."
                 raise InvalidCommandError(msg, "date_exceptions") from None
@@ -140,7 +141,9 @@ RULE_NAMES = tuple(f.name for f in fields(Rules))
 def _check_hours(hours: Hours, field: str) -> None:
     for interval in hours:
         start, end = interval.get("start", ""), interval.get("end", "")
-        if set(interval) != {"start", "end"} or not (_CLOCK.match(start) and _CLOCK.match(end)):
+        if set(interval) != {"start", "end"} or not (
+            _CLOCK.fullmatch(start) and _CLOCK.fullmatch(end)
+        ):
             msg = 'Hours are {"start": "HH:MM", "end": "HH:MM"} (end may be "24:00").'
             raise InvalidCommandError(msg, field)
         if start >= end:
@@ -327,9 +330,12 @@ class Policy:
         found: set[datetime] = set()
         while day <= last:
             for minute in range(0, 24 * 60, step):
-                at = _local(day, f"{minute // 60:02}:{minute % 60:02}", zone)
-                if start <= at < end:
-                    found.add(at)
+                clock = f"{minute // 60:02}:{minute % 60:02}"
+                # Both instants of a wall-clock time that occurs twice (clocks going back).
+                for fold in (0, 1):
+                    at = _local(day, clock, zone, fold)
+                    if start <= at < end:
+                        found.add(at)
             day += timedelta(days=1)
         return sorted(found)
 
@@ -356,12 +362,17 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def _local(day: date, clock: str, zone: ZoneInfo) -> datetime:
-    """The instant (UTC) of a wall-clock time on a local day; "24:00" is the next midnight."""
+def _local(day: date, clock: str, zone: ZoneInfo, fold: int = 0) -> datetime:
+    """The instant (UTC) of a wall-clock time on a local day; "24:00" is the next midnight.
+
+    A time that occurs twice (clocks going back) is its first instant, or its second with
+    `fold=1`; a time that does not occur (clocks going forward) is read with the offset before.
+    """
     hour, minute = int(clock[:2]), int(clock[3:])
     if hour == 24:
         day, hour = day + timedelta(days=1), 0
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone).astimezone(UTC)
+    local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone, fold=fold)
+    return local.astimezone(UTC)
 
 
 def _merged(spans: list[Span]) -> list[Span]:

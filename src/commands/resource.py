@@ -54,6 +54,9 @@ from events.resource import (
 
 __all__ = ["CONFIRMED", "PENDING", "Hold", "Resource", "Status"]
 
+SETTLE_MARGIN = timedelta(minutes=1)
+"""How long after a booking stops mattering `settle` waits to complete it: a margin for clocks,
+so a process whose clock runs behind never decides on a state a process ahead already settled."""
 Role = Literal["client", "owner"]
 """Who asks: notice rules on changes and cancellations bind clients, not the owner."""
 SETTINGS = ("name", "timezone", "capacity", "requires_approval", "details")
@@ -359,10 +362,14 @@ class Resource(Aggregate):
         )
 
     def settle(self, now: datetime) -> None:
-        """Close what time has closed: complete confirmed bookings that have ended and expire
-        pending ones nobody decided in time. Idempotent: a settled booking leaves the state."""
+        """Close what time has closed: expire pending bookings nobody decided in time, and
+        complete confirmed ones that can no longer matter to any new booking (their end and both
+        buffers are behind `now`, by `SETTLE_MARGIN`). Idempotent: a settled booking leaves the
+        state."""
+        before, after = self.policy.buffers()
+        done_by = now - before - after - SETTLE_MARGIN
         for hold in sorted(self.holds.values(), key=lambda h: (h.end, h.booking_id)):
-            if hold.status == CONFIRMED and hold.end <= now:
+            if hold.status == CONFIRMED and hold.end <= done_by:
                 self.trigger_event(
                     BookingCompleted,
                     booking_id=hold.booking_id,

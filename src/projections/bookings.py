@@ -1,6 +1,6 @@
 """The bookings read model: one row per booking, its current state."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -73,13 +73,18 @@ WHERE ($1::uuid IS NULL OR resource_id = $1)
 ORDER BY start_time, booking_id
 LIMIT $8
 """
-# Resources with bookings the clock has closed: ended confirmed ones, undecided pending ones.
+# Resources with bookings `Resource.settle` closes at $1 (given $2, its margin): confirmed ones
+# whose end and buffers are behind, and undecided pending ones.
 DUE = """
-SELECT resource_id FROM bookings WHERE status = 'confirmed' AND end_time <= $1
+SELECT b.resource_id FROM bookings b JOIN resources r USING (resource_id)
+WHERE b.status = 'confirmed' AND b.end_time <= $1 - $2::interval
+  AND b.end_time + make_interval(mins => COALESCE((r.rules->>'buffer_before_minutes')::int, 0)
+                                       + COALESCE((r.rules->>'buffer_after_minutes')::int, 0))
+      <= $1 - $2::interval
 UNION
 SELECT resource_id FROM bookings
 WHERE status = 'pending' AND (start_time <= $1 OR approval_deadline <= $1)
-LIMIT $2
+LIMIT $3
 """
 TABLES = ("bookings",)
 STATUS_OF = {
@@ -161,9 +166,9 @@ async def page(
     return [msgspec.convert(dict(row), BookingView) for row in rows]
 
 
-async def due(conn: Any, now: datetime, limit: int) -> list[UUID]:
+async def due(conn: Any, now: datetime, margin: timedelta, limit: int) -> list[UUID]:
     """Resources holding bookings that `settle` would close at `now`."""
-    return [_uuid(row["resource_id"]) for row in await conn.fetch(DUE, now, limit)]
+    return [_uuid(row["resource_id"]) for row in await conn.fetch(DUE, now, margin, limit)]
 
 
 def _uuid(value: UUID) -> UUID:
