@@ -1,5 +1,6 @@
 """Settings: one typed object, read from the environment in one place."""
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,9 +29,9 @@ class Settings:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
-        if not self.settle_seconds >= 0:
+        if not 0 <= self.settle_seconds < math.inf:
             raise ValueError(
-                f"BOOKINGS_SETTLE_SECONDS must be 0 or more, not {self.settle_seconds}"
+                f"BOOKINGS_SETTLE_SECONDS must be 0 or more (and finite), not {self.settle_seconds}"
             )
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("BOOKINGS_POOL_MIN_SIZE must not exceed BOOKINGS_POOL_MAX_SIZE")
