@@ -9,6 +9,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from commands.errors import (
     BookingClosedError,
     BookingNotFoundError,
+    ClosureNotFoundError,
     ContentionError,
     DomainError,
     IllegalTransitionError,
@@ -76,7 +77,7 @@ def on_validation(_: Request[Any, Any, Any], error: ValidationException) -> Resp
 def on_domain(_: Request[Any, Any, Any], error: DomainError) -> Response[Any]:  # noqa: PLR0911
     detail = str(error)
     match error:
-        case ResourceNotFoundError() | BookingNotFoundError():
+        case ResourceNotFoundError() | BookingNotFoundError() | ClosureNotFoundError():
             return problem(404, "not-found", "Not found", detail)
         case SlotTakenError():
             return problem(

@@ -46,7 +46,7 @@ def aware(value: datetime, field: str) -> datetime:
 
 
 T = TypeVar("T")
-_AT_PATH = re.compile(r" - at `\$(?:\.(?P<path>.*))?`$")
+_AT_PATH = re.compile(r" - at (?:`key` in )?`\$(?:\.(?P<path>.*))?`$")
 
 
 def strict_body(data: Any, schema: type[T]) -> T:

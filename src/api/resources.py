@@ -11,6 +11,7 @@ from api.dependencies import Actor, Commands, Db, Reason
 from api.errors import InvalidInputError
 from api.params import TIME, next_page, page_after, parse_time, parse_uuid, strict_body
 from api.schemas import (
+    LATEST,
     Availability,
     ClosureCreate,
     ClosurePage,
@@ -20,7 +21,7 @@ from api.schemas import (
     ResourceUpdate,
     Search,
 )
-from commands.errors import ResourceNotFoundError
+from commands.errors import ClosureNotFoundError, ResourceNotFoundError
 from commands.handlers import (
     AddClosure,
     RegisterResource,
@@ -28,6 +29,7 @@ from commands.handlers import (
     RetireResource,
     UpdateResource,
 )
+from commands.policy import Hold
 from projections import availability, resources
 from projections.availability import ClosureView, FreeSlot
 from projections.resources import ResourceView
@@ -62,29 +64,44 @@ def window(start: str, end: str, duration: int | None) -> tuple[datetime, dateti
     return low, high
 
 
-async def bookable(
-    db: asyncpg.Pool,
+async def fetch_closure(db: asyncpg.Pool, resource_id: str, closure_id: str) -> ClosureView:
+    resource, key = parse_uuid(resource_id, "resource_id"), parse_uuid(closure_id, "closure_id")
+    view = await availability.closure(db, resource, key)
+    if view is None:
+        if await resources.get(db, resource) is None:
+            raise ResourceNotFoundError(resource)
+        raise ClosureNotFoundError(resource, key)
+    return view
+
+
+async def occupied(
+    db: asyncpg.Pool, resource: ResourceView, start: datetime, end: datetime, *, now: datetime
+) -> tuple[list[Hold], list[ClosureView]]:
+    """The bookings whose time, widened by the buffers, reaches into `[start, end)`, and the
+    closures there."""
+    policy = resource.policy
+    before, after = policy.buffers()
+    low, high = start - before - after, end + before + after
+    busy = await availability.busy(db, resource.resource_id, low, high, policy, now=now)
+    return busy, await availability.closures(db, resource.resource_id, start, end)
+
+
+def offered(
     resource: ResourceView,
+    occupied: tuple[list[Hold], list[ClosureView]],
     start: datetime,
     end: datetime,
     duration: timedelta,
     *,
     now: datetime,
 ) -> list[FreeSlot]:
-    """Where a booking of `duration` starting in `[start, end)` would be accepted now."""
-    policy = resource.policy
-    before, after = policy.buffers()
-    reach_low, reach_high = start - before - after, end + duration + before + after
-    busy = await availability.busy(db, resource.resource_id, reach_low, reach_high, policy)
-    closed = await availability.closures(db, resource.resource_id, start, end + duration)
-    starts = policy.bookable(
-        start,
-        end,
-        duration,
-        now,
-        holds=availability.as_holds(busy),
-        closures=availability.as_closures(closed),
-    )
+    """Where a booking of `duration` starting in `[start, end)` would be accepted now (given
+    what occupies `[start, end + duration)`)."""
+    if resource.retired_at is not None:
+        return []
+    busy, closed = occupied
+    closures = availability.as_closures(closed)
+    starts = resource.policy.bookable(start, end, duration, now, holds=busy, closures=closures)
     return [FreeSlot(start_time=s, end_time=s + duration) for s in starts]
 
 
@@ -163,13 +180,16 @@ class ResourceController(Controller):
         key = parse_uuid(resource_id, "resource_id")
         command = AddClosure(key, body.start_time, body.end_time, body.reason, actor)
         closure_id = await commands.add_closure(command)
-        [view] = [
-            c
-            for c in await availability.closures(db, key, body.start_time, body.end_time)
-            if c.closure_id == closure_id
-        ]
+        view = await fetch_closure(db, resource_id, str(closure_id))
         location = f"/resources/{resource_id}/closures/{closure_id}"
         return Response(view, status_code=201, headers={"Location": location})
+
+    @get("/{resource_id:str}/closures/{closure_id:str}")
+    async def closure(
+        self, resource_id: FromPath[str], closure_id: FromPath[str], db: Db
+    ) -> ClosureView:
+        """One closure."""
+        return await fetch_closure(db, resource_id, closure_id)
 
     @get("/{resource_id:str}/closures")
     async def closures(
@@ -183,7 +203,9 @@ class ResourceController(Controller):
         """Closures overlapping `[from, to)` (default: from now on)."""
         resource = await fetch_resource(db, resource_id)
         start = parse_time(window_start, "from") or commands.clock()
-        end = parse_time(window_end, "to") or datetime.max.replace(tzinfo=start.tzinfo)
+        end = parse_time(window_end, "to") or LATEST
+        if end <= start:
+            raise InvalidInputError("to", "'to' must be after 'from'")
         items = await availability.closures(db, resource.resource_id, start, end)
         return ClosurePage(items=items)
 
@@ -216,21 +238,18 @@ class ResourceController(Controller):
         (window at most 31 days)."""
         start, end = window(window_start, window_end, duration)
         resource = await fetch_resource(db, resource_id)
-        policy = resource.policy
-        busy = await availability.busy(db, resource.resource_id, start, end, policy)
-        closed = await availability.closures(db, resource.resource_id, start, end)
-        slots = None
-        if duration is not None:
-            length = timedelta(minutes=duration)
-            slots = await bookable(db, resource, start, end, length, now=commands.clock())
+        now, length = commands.clock(), timedelta(minutes=duration or 0)
+        busy, closed = found = await occupied(db, resource, start, end + length, now=now)
+        in_window = [c for c in closed if c.start_time < end]
+        slots = None if duration is None else offered(resource, found, start, end, length, now=now)
         return Availability(
             resource_id=resource.resource_id,
             window_start=start,
             window_end=end,
             capacity=resource.capacity,
-            busy=busy,
-            closures=closed,
-            free=availability.free(busy, closed, policy, start, end),
+            busy=availability.as_busy(busy, start, end),
+            closures=in_window,
+            free=availability.free(busy, in_window, resource.policy, start, end),
             bookable=slots,
         )
 
@@ -268,7 +287,8 @@ async def search(
     now, length = commands.clock(), timedelta(minutes=duration)
     items = []
     for resource in considered:
-        slots = await bookable(db, resource, start, end, length, now=now)
+        there = await occupied(db, resource, start, end + length, now=now)
+        slots = offered(resource, there, start, end, length, now=now)
         if slots:
             items.append(
                 Match(resource_id=resource.resource_id, name=resource.name, bookable=slots)

@@ -31,6 +31,14 @@ class BookingNotFoundError(DomainError):
         self.booking_id = booking_id
 
 
+class ClosureNotFoundError(DomainError):
+    """Raised when a resource has no closure with the given id."""
+
+    def __init__(self, resource_id: UUID, closure_id: UUID) -> None:
+        super().__init__(f"Resource {resource_id} has no closure {closure_id}.")
+        self.closure_id = closure_id
+
+
 class SlotTakenError(DomainError):
     """Raised when a slot would overlap bookings that already hold the resource's capacity."""
 

@@ -55,6 +55,9 @@ class Hold:
     status: str
     deadline: datetime | None = None
 
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.start < end and start < self.end
+
     @property
     def decide_by(self) -> datetime:
         return min(self.deadline, self.start) if self.deadline else self.start
@@ -159,8 +162,12 @@ class Policy:
     capacity: int
     rules: Rules
 
-    def holds_slot(self, status: str) -> bool:
-        return status == CONFIRMED or (status == PENDING and self.rules.pending_holds_slot)
+    def occupies(self, hold: Hold, now: datetime) -> bool:
+        """Whether a booking keeps its time from others: confirmed, or pending where pending
+        bookings hold their slot and still waiting for a decision."""
+        if hold.status == CONFIRMED:
+            return True
+        return hold.status == PENDING and self.rules.pending_holds_slot and now < hold.decide_by
 
     def check_slot(
         self,
@@ -178,7 +185,7 @@ class Policy:
         owner's closures and the bookings already there (409)."""
         self.check_timing(start, end, now, start_changed=start_changed, open_spans=open_spans)
         self.check_closures(closures, start, end)
-        self.check_room(holds, start, end, ignoring=ignoring)
+        self.check_room(holds, start, end, now, ignoring=ignoring)
 
     def check_timing(
         self,
@@ -223,7 +230,12 @@ class Policy:
             raise ResourceClosedError(self.resource_id, [c.closure_id for c in ordered])
 
     def check_room(
-        self, holds: Iterable[Hold], start: datetime, end: datetime, ignoring: UUID | None
+        self,
+        holds: Iterable[Hold],
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        ignoring: UUID | None = None,
     ) -> None:
         """Refuse when the slot would make more than `capacity` bookings occupy the resource at
         any instant; a booking occupies its time widened by the buffers before and after."""
@@ -235,7 +247,7 @@ class Policy:
             if h.booking_id != ignoring
             and h.start - before < high
             and low < h.end + after
-            and self.holds_slot(h.status)
+            and self.occupies(h, now)
         ]
         spans = [(max(h.start - before, low), min(h.end + after, high)) for h in occupying]
         if peak(spans) >= self.capacity:
@@ -296,7 +308,7 @@ class Policy:
         """The start times in `[start, end)`, on the step grid, where a booking of `duration`
         would be accepted now: `check_slot` run for each candidate."""
         closures = list(closures)
-        ordered = sorted((h for h in holds if self.holds_slot(h.status)), key=lambda h: h.start)
+        ordered = sorted((h for h in holds if self.occupies(h, now)), key=lambda h: h.start)
         starts = [h.start for h in ordered]
         before, after = self.buffers()
         reach = before + after + max((h.end - h.start for h in ordered), default=timedelta())

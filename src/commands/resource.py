@@ -18,6 +18,7 @@ from eventsourcing.persistence import Transcoding
 
 from commands.errors import (
     BookingClosedError,
+    ClosureNotFoundError,
     IllegalTransitionError,
     InvalidCommandError,
     ResourceRetiredError,
@@ -221,7 +222,7 @@ class Resource(Aggregate):
 
     def remove_closure(self, closure_id: UUID, *, actor: str | None, now: datetime) -> None:
         if str(closure_id) not in self.closures:
-            raise InvalidCommandError(f"Closure {closure_id} does not exist.", "closure_id")
+            raise ClosureNotFoundError(self.id, closure_id)
         self.trigger_event(ClosureRemoved, closure_id=closure_id, actor=actor, timestamp=now)
 
     # -- bookings -------------------------------------------------------------------------------
@@ -324,7 +325,7 @@ class Resource(Aggregate):
         hold = self._pending(booking_id, now, "approved")
         policy = self.policy
         policy.check_closures(self.closures.values(), hold.start, hold.end)
-        policy.check_room(self.holds.values(), hold.start, hold.end, ignoring=booking_id)
+        policy.check_room(self.holds.values(), hold.start, hold.end, now, ignoring=booking_id)
         self.trigger_event(
             BookingApproved, booking_id=booking_id, reason=reason, actor=actor, timestamp=now
         )

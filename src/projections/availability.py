@@ -44,11 +44,12 @@ class ClosureView(msgspec.Struct, kw_only=True):
 
 
 PUT_SLOT = """
-INSERT INTO slots (booking_id, resource_id, start_time, end_time, status)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO slots (booking_id, resource_id, start_time, end_time, status, approval_deadline)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (booking_id) DO UPDATE
 SET resource_id = excluded.resource_id, start_time = excluded.start_time,
-    end_time = excluded.end_time, status = excluded.status
+    end_time = excluded.end_time, status = excluded.status,
+    approval_deadline = excluded.approval_deadline
 """
 MOVE = """
 UPDATE slots SET start_time = COALESCE($2, start_time), end_time = COALESCE($3, end_time)
@@ -59,7 +60,7 @@ CONFIRM = "UPDATE slots SET status = 'confirmed' WHERE booking_id = $1"
 DELETE = "DELETE FROM slots WHERE booking_id = $1 AND resource_id = $2"
 # Every slot that overlaps [$2, $3); the index on (resource_id, end_time) skips the past.
 BUSY = """
-SELECT booking_id, start_time, end_time, status FROM slots
+SELECT booking_id, start_time, end_time, status, approval_deadline FROM slots
 WHERE resource_id = $1 AND end_time > $2 AND start_time < $3
 ORDER BY start_time, booking_id
 """
@@ -73,6 +74,10 @@ SELECT closure_id, resource_id, start_time, end_time, reason, created_at FROM cl
 WHERE resource_id = $1 AND end_time > $2 AND start_time < $3
 ORDER BY start_time, closure_id
 """
+CLOSURE = """
+SELECT closure_id, resource_id, start_time, end_time, reason, created_at FROM closures
+WHERE resource_id = $1 AND closure_id = $2
+"""
 TABLES = ("slots", "closures")
 
 
@@ -81,7 +86,13 @@ async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
     resource_id = event.originator_id
     if isinstance(event, BookingCreated | BookingMovedIn):
         await conn.execute(
-            PUT_SLOT, event.booking_id, resource_id, event.start_time, event.end_time, event.status
+            PUT_SLOT,
+            event.booking_id,
+            resource_id,
+            event.start_time,
+            event.end_time,
+            event.status,
+            event.approval_deadline,
         )
     elif isinstance(event, BookingModified):
         if event.start_time or event.end_time:
@@ -105,14 +116,16 @@ async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
 
 
 async def busy(
-    conn: Any, resource_id: UUID, start: datetime, end: datetime, policy: Policy
-) -> list[BusySlot]:
-    """The bookings holding the resource's time that overlap `[start, end)`, by start time
-    (pending ones only where the resource lets them hold their slot)."""
+    conn: Any, resource_id: UUID, start: datetime, end: datetime, policy: Policy, *, now: datetime
+) -> list[Hold]:
+    """The bookings occupying the resource's time that overlap `[start, end)`, by start time
+    (pending ones only where they hold their slot, and until their decision is due)."""
     rows = await conn.fetch(BUSY, resource_id, start, end)
-    return [
-        msgspec.convert(dict(row), BusySlot) for row in rows if policy.holds_slot(row["status"])
+    holds = [
+        Hold(r["booking_id"], r["start_time"], r["end_time"], r["status"], r["approval_deadline"])
+        for r in rows
     ]
+    return [hold for hold in holds if policy.occupies(hold, now)]
 
 
 async def closures(
@@ -123,8 +136,18 @@ async def closures(
     return [msgspec.convert(dict(row), ClosureView) for row in rows]
 
 
-def as_holds(busy: list[BusySlot]) -> list[Hold]:
-    return [Hold(s.booking_id, s.start_time, s.end_time, s.status) for s in busy]
+async def closure(conn: Any, resource_id: UUID, closure_id: UUID) -> ClosureView | None:
+    row = await conn.fetchrow(CLOSURE, resource_id, closure_id)
+    return None if row is None else msgspec.convert(dict(row), ClosureView)
+
+
+def as_busy(holds: list[Hold], start: datetime, end: datetime) -> list[BusySlot]:
+    """The holds that overlap `[start, end)`, as the API shows them."""
+    return [
+        BusySlot(booking_id=h.booking_id, start_time=h.start, end_time=h.end, status=h.status)
+        for h in holds
+        if h.overlaps(start, end)
+    ]
 
 
 def as_closures(views: list[ClosureView]) -> list[Closure]:
@@ -132,7 +155,7 @@ def as_closures(views: list[ClosureView]) -> list[Closure]:
 
 
 def free(
-    busy: list[BusySlot],
+    busy: list[Hold],
     closed: list[ClosureView],
     policy: Policy,
     start: datetime,
@@ -142,10 +165,11 @@ def free(
     `capacity` bookings (widened by the buffers) occupy it."""
     before, after = policy.buffers()
     full = policy.capacity
+    busy = [h for h in busy if h.start - before < end and start < h.end + after]
     open_spans = policy.open_spans(start, end)
     edges = (
-        [(max(s.start_time - before, start), 1) for s in busy]
-        + [(min(s.end_time + after, end), -1) for s in busy]
+        [(max(h.start - before, start), 1) for h in busy]
+        + [(min(h.end + after, end), -1) for h in busy]
         + [(max(c.start_time, start), full) for c in closed]
         + [(min(c.end_time, end), -full) for c in closed]
     )

@@ -125,3 +125,46 @@ async def walk(client: Client, path: str, params: dict[str, Any]) -> list[list[d
             return pages
         assert len(page["items"]) == params["limit"], "only the last page may be short"
         assert len(pages) < 10_000, "the cursor does not advance"
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+def slots(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """`[{start_time, end_time, ...}]` as `(start, end)` pairs, for short comparisons."""
+    return [(item["start_time"], item["end_time"]) for item in items]
+
+
+def assert_rule(response: Response, rule: str, field: str) -> dict[str, Any]:
+    """A 422 problem of type `/problems/<rule>` naming the rule and the field it faults."""
+    body = assert_problem(response, 422, rule)
+    assert (body["rule"], body["field"]) == (rule, field), body
+    return body
+
+
+async def new_resource(client: Client, **fields: Any) -> str:
+    """Register a resource; returns its id."""
+    resource_id: str = (await create_resource(client, **fields))["resource_id"]
+    return resource_id
+
+
+async def history_of(client: Client, booking_id: str) -> list[dict[str, Any]]:
+    """A booking's history entries, oldest first."""
+    response = await client.get(f"/bookings/{booking_id}/history")
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def availability_of(
+    client: Client, resource_id: str, start: datetime, end: datetime, duration: int | None = None
+) -> dict[str, Any]:
+    """A resource's availability over `[start, end)`, with `bookable` when `duration` is given."""
+    params: dict[str, Any] = {"from": iso(start), "to": iso(end)}
+    if duration is not None:
+        params["duration"] = duration
+    response = await client.get(f"/resources/{resource_id}/availability", params=params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body

@@ -7,8 +7,8 @@ from uuid import UUID
 
 import pytest
 
-from commands.policy import Policy, Rules
-from projections.availability import BusySlot, ClosureView, FreeSlot, free
+from commands.policy import Hold, Policy, Rules
+from projections.availability import ClosureView, FreeSlot, free
 
 R1 = UUID("00000000-0000-4000-8000-0000000000a1")
 DAY = datetime(2030, 6, 3, tzinfo=UTC)  # a Monday
@@ -36,10 +36,9 @@ def closed(*spans: tuple[datetime, datetime]) -> list[ClosureView]:
     ]
 
 
-def busy(*spans: tuple[datetime, datetime]) -> list[BusySlot]:
+def busy(*spans: tuple[datetime, datetime]) -> list[Hold]:
     return [
-        BusySlot(booking_id=UUID(int=i), start_time=start, end_time=end, status="confirmed")
-        for i, (start, end) in enumerate(spans, start=1)
+        Hold(UUID(int=i), start, end, "confirmed") for i, (start, end) in enumerate(spans, start=1)
     ]
 
 

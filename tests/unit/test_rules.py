@@ -29,6 +29,7 @@ from test_resource import (
 )
 
 from commands.errors import (
+    ClosureNotFoundError,
     DomainError,
     InvalidCommandError,
     ResourceClosedError,
@@ -381,7 +382,7 @@ def test_removing_an_unknown_closure_is_refused() -> None:
 
     error = scenario.when(lambda r: r.remove_closure(K1, actor=None, now=NOW))
 
-    assert error.then_raises(InvalidCommandError).field == "closure_id"
+    assert error.then_raises(ClosureNotFoundError).closure_id == K1
 
 
 # -- change and cancel notice -----------------------------------------------------------------

@@ -5,6 +5,7 @@ ALTER TABLE resources
     ADD COLUMN retired_at timestamptz;
 
 ALTER TABLE bookings ADD COLUMN approval_deadline timestamptz;
+ALTER TABLE slots ADD COLUMN approval_deadline timestamptz;
 
 -- What the clock closes: confirmed bookings past their end, pending ones past their deadline.
 CREATE INDEX bookings_confirmed_by_end ON bookings (end_time) WHERE status = 'confirmed';
