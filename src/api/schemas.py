@@ -7,6 +7,7 @@ from uuid import UUID
 from msgspec import UNSET, Meta, Struct, UnsetType, to_builtins
 
 from commands.policy import RULE_NAMES
+from commands.resource import SETTINGS
 from projections.availability import BusySlot, ClosureView, FreeSlot
 from projections.bookings import BookingView
 from projections.history import HistoryEntry
@@ -103,9 +104,6 @@ class ResourceCreate(Struct, forbid_unknown_fields=True, kw_only=True):
     def rules(self) -> dict[str, Any]:
         values: dict[str, Any] = to_builtins({name: getattr(self, name) for name in RULE_NAMES})
         return values
-
-
-SETTINGS = ("name", "timezone", "capacity", "requires_approval", "details")
 
 
 class ResourceUpdate(Struct, forbid_unknown_fields=True, kw_only=True):

@@ -286,9 +286,10 @@ class CommandHandlers:
         """Load, decide and append, deciding again whenever another writer got there first.
 
         Several resources change in one atomic append; their locks are taken in a fixed order,
-        so two commands on the same pair never wait on each other. A cached resource may be
-        behind the store (another process wrote since): an append on it fails and is decided
-        again; a refusal is decided again on the store's state.
+        so two commands on the same pair cannot deadlock. A cached resource may be behind the
+        store (another process wrote since): an append on it fails and is decided again; a
+        refusal, or a decision that nothing needs to change, is decided again on the store's
+        state.
         """
         give_up = time.monotonic() + self.deadline_seconds
         ordered = sorted(set(resource_ids))
@@ -312,6 +313,9 @@ class CommandHandlers:
                     for r in ordered:
                         self.repository.forget(r)
                     raise
+                if not fresh and not any(loaded[r].pending_events for r in ordered):
+                    resources = dict.fromkeys(ordered)  # "nothing to do" may be stale news
+                    continue
                 try:
                     # In the caller's order: a move's source before its target.
                     return await self.repository.save(

@@ -321,11 +321,13 @@ class Resource(Aggregate):
     def approve_booking(
         self, booking_id: UUID, *, reason: str | None = None, actor: str | None, now: datetime
     ) -> None:
-        """Confirm a pending booking; the slot is checked again as it stands now."""
+        """Confirm a pending booking; the slot is checked again as it stands now, against the
+        confirmed bookings (the first request approved wins)."""
         hold = self._pending(booking_id, now, "approved")
         policy = self.policy
         policy.check_closures(self.closures.values(), hold.start, hold.end)
-        policy.check_room(self.holds.values(), hold.start, hold.end, now, ignoring=booking_id)
+        confirmed = [h for h in self.holds.values() if h.status == CONFIRMED]
+        policy.check_room(confirmed, hold.start, hold.end, now)
         self.trigger_event(
             BookingApproved, booking_id=booking_id, reason=reason, actor=actor, timestamp=now
         )
@@ -513,18 +515,9 @@ class Resource(Aggregate):
     def _(self, event: ClosureRemoved) -> None:
         self.closures.pop(str(event.closure_id), None)
 
-    @when.register
-    def _(self, event: BookingCreated) -> None:
-        self.holds[str(event.booking_id)] = Hold(
-            event.booking_id,
-            event.start_time,
-            event.end_time,
-            event.status,
-            event.approval_deadline,
-        )
-
-    @when.register
-    def _(self, event: BookingMovedIn) -> None:
+    @when.register(BookingCreated)
+    @when.register(BookingMovedIn)
+    def _(self, event: BookingCreated | BookingMovedIn) -> None:
         self.holds[str(event.booking_id)] = Hold(
             event.booking_id,
             event.start_time,

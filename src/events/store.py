@@ -113,17 +113,30 @@ class EventStore:
         loaded at version N carries N + 1, so the unique key enforces the expected version.
         """
         stored = [self.mapper.to_stored_event(event) for event in events]
+        try:
+            return await self._append(stored, events, snapshots)
+        except asyncpg.UniqueViolationError as error:
+            if error.table_name != "events":
+                raise
+            raise ConcurrencyError(str(error)) from error  # a version another writer took
+        except asyncpg.DeadlockDetectedError as error:
+            # Two appends to the same streams crossing (a move from A to B and one from B to A).
+            raise ConcurrencyError(str(error)) from error
+
+    async def _append(
+        self,
+        stored: Sequence[StoredEvent],
+        events: Sequence[DomainEvent],
+        snapshots: Sequence[Snapshot],
+    ) -> list[RecordedEvent]:
         async with self.pool.acquire() as conn, conn.transaction():
-            try:
-                rows = await conn.fetch(
-                    INSERT_EVENTS,
-                    [s.originator_id for s in stored],
-                    [s.originator_version for s in stored],
-                    [s.topic for s in stored],
-                    [s.state.decode() for s in stored],
-                )
-            except asyncpg.UniqueViolationError as error:
-                raise ConcurrencyError(str(error)) from error
+            rows = await conn.fetch(
+                INSERT_EVENTS,
+                [s.originator_id for s in stored],
+                [s.originator_version for s in stored],
+                [s.topic for s in stored],
+                [s.state.decode() for s in stored],
+            )
             recorded = [
                 RecordedEvent(row["position"], event)
                 for row, event in zip(rows, events, strict=True)

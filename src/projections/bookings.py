@@ -77,10 +77,10 @@ LIMIT $8
 # whose end and buffers are behind, and undecided pending ones.
 DUE = """
 SELECT b.resource_id FROM bookings b JOIN resources r USING (resource_id)
-WHERE b.status = 'confirmed' AND b.end_time <= $1 - $2::interval
+WHERE b.status = 'confirmed' AND b.end_time <= $1::timestamptz - $2::interval
   AND b.end_time + make_interval(mins => COALESCE((r.rules->>'buffer_before_minutes')::int, 0)
                                        + COALESCE((r.rules->>'buffer_after_minutes')::int, 0))
-      <= $1 - $2::interval
+      <= $1::timestamptz - $2::interval
 UNION
 SELECT resource_id FROM bookings
 WHERE status = 'pending' AND (start_time <= $1 OR approval_deadline <= $1)

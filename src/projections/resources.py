@@ -8,6 +8,7 @@ import asyncpg
 import msgspec
 
 from commands.policy import RULE_NAMES, Policy, Rules
+from commands.resource import SETTINGS
 from events.resource import ResourceRegistered, ResourceRetired, ResourceUpdated
 from events.store import RecordedEvent
 
@@ -99,7 +100,6 @@ async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
         )
     elif isinstance(event, ResourceUpdated):
         changes = event.changes
-        settings = {"name", "timezone", "capacity", "requires_approval", "details"}
         await conn.execute(
             UPDATE,
             event.originator_id,
@@ -109,7 +109,7 @@ async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
             changes.get("requires_approval"),
             "details" in changes,
             changes.get("details"),
-            _json({k: v for k, v in changes.items() if k not in settings}),
+            _json({k: v for k, v in changes.items() if k not in SETTINGS}),
             event.timestamp,
         )
     elif isinstance(event, ResourceRetired):

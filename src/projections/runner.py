@@ -28,19 +28,20 @@ RETURNING COALESCE((SELECT version FROM previous), 0) AS previous
 
 
 async def project(conn: asyncpg.Connection, recorded: Sequence[RecordedEvent]) -> None:
-    """Apply each event not yet projected to every read model."""
-    by_stream: dict[UUID, list[RecordedEvent]] = {}
+    """Apply each event not yet projected to every read model, in the order given (a move
+    touches two streams, and its events only make sense in order)."""
+    last: dict[UUID, int] = {}
     for r in recorded:
-        by_stream.setdefault(r.event.originator_id, []).append(r)
-    for stream_id, stream_events in by_stream.items():
-        last = max(r.event.originator_version for r in stream_events)
-        previous = await conn.fetchval(ADVANCE, stream_id, last)
-        if previous is None:
-            continue
-        for r in stream_events:
-            if r.event.originator_version > previous:
-                for projector in PROJECTORS:
-                    await projector.project(conn, r)
+        stream_id = r.event.originator_id
+        last[stream_id] = max(last.get(stream_id, 0), r.event.originator_version)
+    projected = {}
+    for stream_id, version in last.items():
+        previous = await conn.fetchval(ADVANCE, stream_id, version)
+        projected[stream_id] = version if previous is None else previous
+    for r in recorded:
+        if r.event.originator_version > projected[r.event.originator_id]:
+            for projector in PROJECTORS:
+                await projector.project(conn, r)
 
 
 @dataclass(frozen=True)
