@@ -116,6 +116,10 @@ def on_http(_: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
     return problem(status, kind, str(error.detail), str(error.detail))
 
 
+def on_not_utf8(_: Request[Any, Any, Any], __: UnicodeDecodeError) -> Response[Any]:
+    return problem(400, "malformed-request", "Malformed request", "The body is not valid UTF-8.")
+
+
 def on_too_deep(_: Request[Any, Any, Any], __: RecursionError) -> Response[Any]:
     return problem(400, "malformed-request", "Malformed request", "The JSON is nested too deeply.")
 
@@ -131,5 +135,6 @@ EXCEPTION_HANDLERS: Any = {
     DomainError: on_domain,
     HTTPException: on_http,
     RecursionError: on_too_deep,
+    UnicodeDecodeError: on_not_utf8,
     Exception: on_unexpected,
 }

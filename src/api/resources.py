@@ -29,13 +29,15 @@ from commands.handlers import (
     RetireResource,
     UpdateResource,
 )
-from commands.policy import Hold
+from commands.policy import DEFAULT_STEP_MINUTES, Hold
 from projections import availability, resources
 from projections.availability import ClosureView, FreeSlot
 from projections.resources import ResourceView
 
 MAX_WINDOW = timedelta(days=366)
 MAX_BOOKABLE_WINDOW = timedelta(days=31)
+MAX_CANDIDATES = 20_000
+"""How many candidate start times one request may weigh (all its resources together)."""
 Duration = Annotated[
     int | None,
     QueryParameter(ge=1, le=60 * 24 * 31, description="Minutes: list the bookable start times."),
@@ -62,6 +64,20 @@ def window(start: str, end: str, duration: int | None) -> tuple[datetime, dateti
     if duration is not None and high - low > MAX_BOOKABLE_WINDOW:
         raise InvalidInputError("to", "with a duration, the window may span at most 31 days")
     return low, high
+
+
+def weigh(considered: list[ResourceView], start: datetime, end: datetime) -> None:
+    """Refuse a request for bookable times that would weigh too many candidate starts."""
+    count = sum(
+        (end - start) // timedelta(minutes=r.start_step_minutes or DEFAULT_STEP_MINUTES)
+        for r in considered
+    )
+    if count > MAX_CANDIDATES:
+        msg = (
+            f"the window holds {count} candidate start times at the resources' steps; "
+            f"at most {MAX_CANDIDATES} per request: narrow it"
+        )
+        raise InvalidInputError("to", msg)
 
 
 async def fetch_closure(db: asyncpg.Pool, resource_id: str, closure_id: str) -> ClosureView:
@@ -239,6 +255,8 @@ class ResourceController(Controller):
         start, end = window(window_start, window_end, duration)
         resource = await fetch_resource(db, resource_id)
         now, length = commands.clock(), timedelta(minutes=duration or 0)
+        if duration is not None:
+            weigh([resource], start, end)
         busy, closed = found = await occupied(db, resource, start, end + length, now=now)
         in_window = [c for c in closed if c.start_time < end]
         slots = None if duration is None else offered(resource, found, start, end, length, now=now)
@@ -284,6 +302,7 @@ async def search(
     else:
         rows = await resources.page(db, page_after(cursor), limit + 1, retired=False)
         considered, next_cursor = next_page(rows, limit, lambda r: (r.created_at, r.resource_id))
+    weigh(considered, start, end)
     now, length = commands.clock(), timedelta(minutes=duration)
     items = []
     for resource in considered:

@@ -35,6 +35,7 @@ DEFAULT_STEP_MINUTES = 15
 """The grid of candidate start times in availability when the resource sets no step."""
 _CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d|24:00")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TICK = timedelta(microseconds=1)
 _TEN_YEARS_IN_DAYS = 10 * 366
 _TEN_YEARS_IN_MINUTES = _TEN_YEARS_IN_DAYS * 24 * 60
 
@@ -218,8 +219,10 @@ class Policy:
                     f"midnight ({self.timezone})."
                 )
                 raise RuleViolationError("start-step", msg, "start_time")
-        spans = self.open_spans(start, end) if open_spans is None else open_spans
-        if spans is not None and not _within(spans, start, end):
+        is_open = (
+            self.is_open(start, end) if open_spans is None else _within(open_spans, start, end)
+        )
+        if not is_open:
             msg = f"The resource is not open for all of the slot (hours in {self.timezone})."
             raise RuleViolationError("opening-hours", msg, "start_time")
 
@@ -266,6 +269,36 @@ class Policy:
     def zone(self) -> ZoneInfo:
         return _zone(self.timezone)
 
+    def is_open(self, start: datetime, end: datetime) -> bool:
+        """Whether the resource is open throughout `[start, end)`. Walks the local days from the
+        start only until the open time breaks off (skipping to the next date exception when the
+        week is open around the clock), so a long slot costs little."""
+        r = self.rules
+        if r.opening_hours is None and not r.date_exceptions:
+            return True
+        zone = self.zone
+        around_the_clock = all(self._weekly(weekday) == ALL_DAY for weekday in WEEKDAYS)
+        special = sorted(date.fromisoformat(d) for d in r.date_exceptions or {})
+        day, open_until = start.astimezone(zone).date(), start
+        while True:
+            for hours in sorted(self._hours_on(day), key=lambda h: h["start"]):
+                opens, closes = _local(day, hours["start"], zone), _local(day, hours["end"], zone)
+                if opens <= open_until < closes:
+                    open_until = closes
+            if open_until >= end:
+                return True
+            day += timedelta(days=1)
+            if open_until < _local(day, "00:00", zone):  # closed before the day ended
+                return False
+            if around_the_clock:  # open until the next exception's midnight
+                i = bisect_left(special, day)
+                if i == len(special):
+                    return True
+                day = special[i]
+                open_until = max(open_until, _local(day, "00:00", zone))
+                if open_until >= end:
+                    return True
+
     def open_spans(self, start: datetime, end: datetime) -> list[Span] | None:
         """The open time (in UTC, merged) on the local days that `[start, end)` touches;
         None when the resource is always open."""
@@ -287,9 +320,12 @@ class Policy:
         special = (self.rules.date_exceptions or {}).get(day.isoformat())
         if special is not None:
             return special
+        return self._weekly(WEEKDAYS[day.weekday()])
+
+    def _weekly(self, weekday: str) -> Hours:
         if self.rules.opening_hours is None:
             return ALL_DAY
-        return self.rules.opening_hours.get(WEEKDAYS[day.weekday()], [])
+        return self.rules.opening_hours.get(weekday, [])
 
     def buffers(self) -> tuple[timedelta, timedelta]:
         r = self.rules
@@ -306,33 +342,48 @@ class Policy:
         closures: Iterable[Closure],
     ) -> list[datetime]:
         """The start times in `[start, end)`, on the step grid, where a booking of `duration`
-        would be accepted now: `check_slot` run for each candidate."""
+        would be accepted now: `check_slot` for each candidate, with the bookings already there
+        summed up once as the times they leave no room (`full`)."""
         closures = list(closures)
-        ordered = sorted((h for h in holds if self.occupies(h, now)), key=lambda h: h.start)
-        starts = [h.start for h in ordered]
+        open_spans = self.open_spans(start, end + duration)
+        full = self.full(holds, now)
+        full_starts = [s for s, _ in full]
         before, after = self.buffers()
-        reach = before + after + max((h.end - h.start for h in ordered), default=timedelta())
-        spans = self.open_spans(start, end + duration)
         accepted = []
         for candidate in self._grid(start, end):
-            near = ordered[
-                bisect_left(starts, candidate - reach) : bisect_left(
-                    starts, candidate + duration + before + after
-                )
-            ]
             try:
-                self.check_slot(
-                    candidate,
-                    candidate + duration,
-                    now,
-                    holds=near,
-                    closures=closures,
-                    open_spans=spans,
-                )
+                self.check_timing(candidate, candidate + duration, now, open_spans=open_spans)
+                self.check_closures(closures, candidate, candidate + duration)
             except DomainError:
                 continue
-            accepted.append(candidate)
+            # The first full stretch starting at or after `low` may be preceded by one that
+            # still runs at `low`.
+            low, high = candidate - before, candidate + duration + after
+            i = bisect_left(full_starts, low)
+            near = full[max(i - 1, 0) : i + 1]
+            if not any(s < high and low < e for s, e in near):
+                accepted.append(candidate)
         return accepted
+
+    def full(self, holds: Iterable[Hold], now: datetime) -> list[Span]:
+        """Where the bookings occupying the resource (widened by the buffers) leave no room: the
+        stretches where `capacity` of them overlap. A slot whose widened time meets none of them
+        passes `check_room`."""
+        before, after = self.buffers()
+        occupying = [h for h in holds if self.occupies(h, now)]
+        # An end sorts before a start at the same instant: touching bookings do not overlap.
+        edges = sorted(
+            [(h.start - before, 1) for h in occupying] + [(h.end + after, -1) for h in occupying]
+        )
+        stretches: list[Span] = []
+        level, full_since = 0, datetime.min.replace(tzinfo=UTC)
+        for at, step in edges:
+            level += step
+            if step == 1 and level == self.capacity:
+                full_since = at
+            elif step == -1 and level == self.capacity - 1 and full_since < at:
+                stretches.append((full_since, at))
+        return _merged(stretches)
 
     def _grid(self, start: datetime, end: datetime) -> list[datetime]:
         """Candidate start times in `[start, end)`: every step from each local midnight."""

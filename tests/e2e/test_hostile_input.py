@@ -71,3 +71,57 @@ async def test_from_must_be_an_rfc3339_time_not_a_number(client: Client, value: 
 
     assert_invalid(listing, "from")
     assert_invalid(availability, "from")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/resources"), ("PATCH", "/resources/{id}")],
+    ids=["post", "patch"],
+)
+async def test_invalid_utf8_inside_a_json_string_is_a_malformed_request(
+    client: Client, method: str, path: str
+) -> None:
+    resource = await create_resource(client)
+    body = b'{"name": "\xff\xfe"}'
+
+    response = await client.request(
+        method,
+        path.format(id=resource["resource_id"]),
+        content=body,
+        headers={"content-type": "application/json"},
+    )
+
+    assert_problem(response, 400, "malformed-request")
+    after = await client.get(f"/resources/{resource['resource_id']}")
+    assert after.json() == resource
+
+
+async def test_bookable_times_are_refused_when_the_window_holds_too_many_candidates(
+    client: Client, clock
+) -> None:
+    fine_grained = [
+        (await client.post("/resources", json={"name": "R", "start_step_minutes": 1})).json()
+        for _ in range(3)
+    ]
+    ids = [r["resource_id"] for r in fine_grained]
+    start = day(clock.now)
+
+    def window(days: int) -> dict[str, str | int]:
+        return {"from": start.isoformat(), "to": (start + hours(24 * days)).isoformat()}
+
+    one = f"/resources/{ids[0]}/availability"
+    fine = await client.get(one, params=window(13) | {"duration": 30})
+    too_many = await client.get(one, params=window(14) | {"duration": 30})
+    two = await client.get(
+        "/availability", params=window(6) | {"duration": 30, "resource_id": ids[:2]}
+    )
+    three = await client.get(
+        "/availability", params=window(6) | {"duration": 30, "resource_id": ids}
+    )
+
+    assert fine.status_code == 200, fine.text
+    assert len(fine.json()["bookable"]) == 13 * 24 * 60
+    assert_invalid(too_many, "to")
+    assert two.status_code == 200, two.text
+    assert [len(item["bookable"]) for item in two.json()["items"]] == [6 * 24 * 60] * 2
+    assert_invalid(three, "to")
