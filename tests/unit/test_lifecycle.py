@@ -65,6 +65,7 @@ from events.resource import (
     BookingMovedOut,
     BookingNoShow,
     BookingRejected,
+    ResourceUpdated,
 )
 from events.store import new_mapper
 
@@ -166,6 +167,20 @@ def test_approving_checks_the_slot_again_as_it_stands_now() -> None:
 
     assert ids(error) == [B1]
     assert scenario.resource.holds[str(B2)].status == PENDING
+
+
+def test_overlapping_requests_left_by_a_change_of_setting_can_still_be_approved_once() -> None:
+    # Requests overlapped while pending ones did not hold their slot; then they started to.
+    scenario = given(registered(requires_approval=True, rules={"pending_holds_slot": False}))
+    scenario.when(book(B1, at(9), at(10))).then(BookingCreated)
+    scenario.when(book(B2, at(9, 30), at(10, 30))).then(BookingCreated)
+    update = {"pending_holds_slot": True}
+    scenario.when(lambda r: r.update(update, actor=None, now=NOW)).then(ResourceUpdated)
+
+    scenario.when(approve(B2)).then(BookingApproved)
+    error = scenario.when(approve(B1)).then_raises(SlotTakenError)
+
+    assert ids(error) == [B2]
 
 
 def test_approving_checks_closures_added_since_the_request() -> None:
