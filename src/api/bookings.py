@@ -16,7 +16,7 @@ from api.schemas import (
     History,
 )
 from commands.errors import BookingNotFoundError
-from commands.handlers import CancelBooking, CreateBooking, DecideBooking, ModifyBooking
+from commands.handlers import Action, CancelBooking, CreateBooking, DecideBooking, ModifyBooking
 from commands.resource import Status
 from projections import bookings, history
 from projections.bookings import BookingFilter, BookingView
@@ -90,10 +90,17 @@ class BookingController(Controller):
         return await fetch_booking(db, booking_id)
 
     async def _decide(
-        self, commands: Commands, db: Db, booking_id: str, action: str, **given: str | None
+        self,
+        commands: Commands,
+        db: Db,
+        booking_id: str,
+        action: Action,
+        *,
+        reason: str | None,
+        actor: str | None,
     ) -> BookingView:
         key = parse_uuid(booking_id, "booking_id")
-        await commands.decide_booking(DecideBooking(booking_id=key, action=action, **given))
+        await commands.decide_booking(DecideBooking(key, action, reason, actor))
         return await fetch_booking(db, booking_id)
 
     @post("/{booking_id:str}/approve", status_code=200)

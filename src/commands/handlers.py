@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 from commands.errors import BookingClosedError, BookingNotFoundError, ContentionError, DomainError
@@ -19,6 +19,7 @@ Clock = Callable[[], datetime]
 BookingLocator = Callable[[UUID], Awaitable[UUID | None]]
 """Finds the resource a booking belongs to (None: no such booking)."""
 Decision = Callable[[dict[UUID, Resource], datetime], None]
+Action = Literal["approve", "reject", "complete", "no_show"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ class DecideBooking:
     """The owner's decisions on a booking: approve, reject, complete, no_show."""
 
     booking_id: UUID
-    action: str
+    action: Action
     reason: str | None = None
     actor: str | None = None
 
@@ -244,8 +245,6 @@ class CommandHandlers:
                     resource.complete_booking(booking_id, reason=reason, actor=actor, now=now)
                 case "no_show":
                     resource.mark_no_show(booking_id, reason=reason, actor=actor, now=now)
-                case other:
-                    raise ValueError(f"unknown action {other!r}")
 
         await self._on_booking(command.booking_id, lambda r: self._on_resource(r, decide))
 
