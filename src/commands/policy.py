@@ -1,8 +1,9 @@
 """A resource's booking rules and opening hours, and the checks that apply them.
 
 Pure functions of a slot, the resource's settings, what already holds it and `now`. The
-aggregate decides with them, and the availability view lists bookable start times by running
-the very same checks, so the two can never disagree.
+aggregate decides with them, and the availability view lists bookable start times with the same
+checks (the one on room summed up once per window, and tested to agree with the other), so
+what availability offers is what a booking request gets.
 """
 
 import re

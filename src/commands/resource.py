@@ -239,7 +239,7 @@ class Resource(Aggregate):
         now: datetime,
     ) -> None:
         """Book `[start, end)` for a client; pending if the resource requires approval."""
-        status, deadline = self._admit(booking_id, start, end, now)
+        status, deadline = self._admit(start, end, now)
         self.trigger_event(
             BookingCreated,
             booking_id=booking_id,
@@ -408,7 +408,7 @@ class Resource(Aggregate):
         now: datetime,
     ) -> None:
         """Take in a booking from another resource: checked here like a new booking."""
-        status, deadline = self._admit(booking_id, start, end, now)
+        status, deadline = self._admit(start, end, now)
         self.trigger_event(
             BookingMovedIn,
             booking_id=booking_id,
@@ -425,7 +425,7 @@ class Resource(Aggregate):
     # -- checks -------------------------------------------------------------------------------
 
     def _admit(
-        self, booking_id: UUID, start: datetime, end: datetime, now: datetime
+        self, start: datetime, end: datetime, now: datetime
     ) -> tuple[Status, datetime | None]:
         """Check a new slot against every rule; the status and approval deadline it gets."""
         self._check_active()
