@@ -7,6 +7,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from events.feed import event_data
 from events.resource import EVENT_TYPES
 from events.store import RecordedEvent
 
@@ -29,12 +30,7 @@ SELECT position, version, type, occurred_at, actor, data::text FROM booking_hist
 WHERE booking_id = $1 ORDER BY position
 """
 TABLES = ("booking_history",)
-_NOT_DATA = {"originator_id", "originator_version", "timestamp", "actor", "booking_id"}
-
-
-def _data(event: Any) -> dict[str, Any]:
-    """What the event says beyond who/when: unchanged fields (None) are left out."""
-    return {k: v for k, v in vars(event).items() if k not in _NOT_DATA and v is not None}
+_BOOKING = frozenset({"booking_id"})
 
 
 async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
@@ -48,7 +44,7 @@ async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
             EVENT_TYPES[type(event)],
             event.timestamp,
             event.actor,
-            msgspec.json.encode(_data(event)).decode(),
+            msgspec.json.encode(event_data(event, _BOOKING)).decode(),
         )
 
 
