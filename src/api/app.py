@@ -15,6 +15,7 @@ from api.bookings import BookingController
 from api.database import open_pool
 from api.dependencies import DEPENDENCIES, Db
 from api.errors import EXCEPTION_HANDLERS, problem
+from api.events import EventController
 from api.resources import ResourceController, search
 from api.settings import Settings
 from api.settling import keep_settling
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
             await pool.close()
 
     return Litestar(
-        route_handlers=[ResourceController, BookingController, search, health],
+        route_handlers=[ResourceController, BookingController, EventController, search, health],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

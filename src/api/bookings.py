@@ -7,7 +7,8 @@ from litestar import Controller, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
 from msgspec.structs import asdict
 
-from api.dependencies import Actor, Commands, Db, Reason, Role
+from api.dependencies import Actor, AsOf, Commands, Db, Reason, Role, Store
+from api.errors import InvalidInputError
 from api.params import TIME, next_page, page_after, parse_time, parse_uuid, strict_body
 from api.schemas import (
     BookingCreate,
@@ -49,9 +50,20 @@ class BookingController(Controller):
         return Response(view, status_code=201, headers={"Location": f"/bookings/{booking_id}"})
 
     @get("/{booking_id:str}")
-    async def fetch(self, booking_id: FromPath[str], db: Db) -> BookingView:
-        """One booking, whatever its status."""
-        return await fetch_booking(db, booking_id)
+    async def fetch(
+        self, booking_id: FromPath[str], db: Db, store: Store, as_of: AsOf = None
+    ) -> BookingView:
+        """One booking, whatever its status; with `as_of`, as the service knew it then."""
+        view = await fetch_booking(db, booking_id)
+        if as_of is None:
+            return view
+        at = parse_time(as_of, "as_of")
+        then = bookings.fold(
+            await store.read_positions(await history.positions_until(db, view.booking_id, at))
+        )
+        if then is None:
+            raise InvalidInputError("as_of", f"booking {view.booking_id} did not exist yet then")
+        return then
 
     @put("/{booking_id:str}")
     async def modify(

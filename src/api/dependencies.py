@@ -9,6 +9,7 @@ from litestar.params import HeaderParameter, QueryParameter
 
 from api.schemas import NO_NUL
 from commands.handlers import CommandHandlers
+from events.store import EventStore
 
 Actor = Annotated[
     str | None,
@@ -31,6 +32,10 @@ Role = Annotated[
     ),
 ]
 
+AsOf = Annotated[
+    str | None,
+    QueryParameter(description="An RFC 3339 time: answer as the service knew it at that moment."),
+]
 Reason = Annotated[
     str | None,
     QueryParameter(max_length=1_000, pattern=NO_NUL, description="Why; kept in the history."),
@@ -39,11 +44,17 @@ Reason = Annotated[
 
 Db = NamedDependency[asyncpg.Pool]
 Commands = NamedDependency[CommandHandlers]
+Store = NamedDependency[EventStore]
 
 
 def provide_pool(state: State) -> asyncpg.Pool:
     pool: asyncpg.Pool = state.pool
     return pool
+
+
+def provide_store(state: State) -> EventStore:
+    store: EventStore = state.store
+    return store
 
 
 def provide_commands(state: State) -> CommandHandlers:
@@ -54,4 +65,5 @@ def provide_commands(state: State) -> CommandHandlers:
 DEPENDENCIES: dict[str, Any] = {
     "db": Provide(provide_pool, sync_to_thread=False),
     "commands": Provide(provide_commands, sync_to_thread=False),
+    "store": Provide(provide_store, sync_to_thread=False),
 }

@@ -7,7 +7,7 @@ import asyncpg
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
 
-from api.dependencies import Actor, Commands, Db, Reason
+from api.dependencies import Actor, AsOf, Commands, Db, Reason, Store
 from api.errors import InvalidInputError
 from api.params import TIME, next_page, page_after, parse_time, parse_uuid, strict_body
 from api.schemas import (
@@ -17,6 +17,7 @@ from api.schemas import (
     ClosurePage,
     Match,
     ResourceCreate,
+    ResourceHistory,
     ResourcePage,
     ResourceUpdate,
     Search,
@@ -29,9 +30,10 @@ from commands.handlers import (
     RetireResource,
     UpdateResource,
 )
-from commands.policy import DEFAULT_STEP_MINUTES, Hold
+from commands.policy import DEFAULT_STEP_MINUTES
 from projections import availability, resources
-from projections.availability import ClosureView, FreeSlot
+from projections.availability import ClosureView
+from projections.history import entry
 from projections.resources import ResourceView
 
 MAX_WINDOW = timedelta(days=366)
@@ -90,37 +92,6 @@ async def fetch_closure(db: asyncpg.Pool, resource_id: str, closure_id: str) -> 
     return view
 
 
-async def occupied(
-    db: asyncpg.Pool, resource: ResourceView, start: datetime, end: datetime, *, now: datetime
-) -> tuple[list[Hold], list[ClosureView]]:
-    """The bookings whose time, widened by the buffers, reaches into `[start, end)`, and the
-    closures there."""
-    policy = resource.policy
-    before, after = policy.buffers()
-    low, high = start - before - after, end + before + after
-    busy = await availability.busy(db, resource.resource_id, low, high, policy, now=now)
-    return busy, await availability.closures(db, resource.resource_id, start, end)
-
-
-def offered(
-    resource: ResourceView,
-    occupied: tuple[list[Hold], list[ClosureView]],
-    start: datetime,
-    end: datetime,
-    duration: timedelta,
-    *,
-    now: datetime,
-) -> list[FreeSlot]:
-    """Where a booking of `duration` starting in `[start, end)` would be accepted now (given
-    what occupies `[start, end + duration)`)."""
-    if resource.retired_at is not None:
-        return []
-    busy, closed = occupied
-    closures = availability.as_closures(closed)
-    starts = resource.policy.bookable(start, end, duration, now, holds=busy, closures=closures)
-    return [FreeSlot(start_time=s, end_time=s + duration) for s in starts]
-
-
 class ResourceController(Controller):
     path = "/resources"
     tags = ("resources",)
@@ -144,6 +115,23 @@ class ResourceController(Controller):
     async def fetch(self, resource_id: FromPath[str], db: Db) -> ResourceView:
         """One resource."""
         return await fetch_resource(db, resource_id)
+
+    @get("/{resource_id:str}/history")
+    async def history(
+        self,
+        resource_id: FromPath[str],
+        db: Db,
+        store: Store,
+        after: Annotated[int, QueryParameter(ge=0, description="The last version seen.")] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    ) -> ResourceHistory:
+        """Every event of the resource's stream, oldest first, a page at a time: its settings,
+        closures and bookings, each with actor, time and the reason given."""
+        resource = await fetch_resource(db, resource_id)
+        page = await store.read_stream(resource.resource_id, after, limit + 1)
+        items = [entry(r) for r in page[:limit]]
+        next_after = items[-1].version if len(page) > limit else None
+        return ResourceHistory(resource_id=resource.resource_id, items=items, next_after=next_after)
 
     @patch("/{resource_id:str}")
     async def update(
@@ -247,28 +235,37 @@ class ResourceController(Controller):
         commands: Commands,
         window_start: From,
         window_end: To,
+        store: Store,
         duration: Duration = None,
+        as_of: AsOf = None,
     ) -> Availability:
         """Busy, closed and free time of a resource within `[from, to)` (at most 366 days);
         with `duration` (minutes), also each start time a booking would be accepted at
-        (window at most 31 days)."""
+        (window at most 31 days); with `as_of`, all of it as the service knew it then."""
         start, end = window(window_start, window_end, duration)
         resource = await fetch_resource(db, resource_id)
-        now, length = commands.clock(), timedelta(minutes=duration or 0)
         if duration is not None:
             weigh([resource], start, end)
-        busy, closed = found = await occupied(db, resource, start, end + length, now=now)
-        in_window = [c for c in closed if c.start_time < end]
-        slots = None if duration is None else offered(resource, found, start, end, length, now=now)
+        length = timedelta(minutes=duration or 0)
+        if as_of is None:
+            now = commands.clock()
+            found = await availability.situation(db, resource, start, end + length, now)
+        else:
+            now = parse_time(as_of, "as_of")
+            key = resource.resource_id
+            known = await availability.situation_as_of(store, key, start, end + length, now)
+            if known is None:
+                raise InvalidInputError("as_of", f"resource {key} did not exist yet then")
+            found = known
         return Availability(
             resource_id=resource.resource_id,
             window_start=start,
             window_end=end,
-            capacity=resource.capacity,
-            busy=availability.as_busy(busy, start, end),
-            closures=in_window,
-            free=availability.free(busy, in_window, resource.policy, start, end),
-            bookable=slots,
+            capacity=found.policy.capacity,
+            busy=found.busy(start, end),
+            closures=found.closed(start, end),
+            free=found.free(start, end),
+            bookable=None if duration is None else found.bookable(start, end, length, now),
         )
 
 
@@ -306,8 +303,8 @@ async def search(
     now, length = commands.clock(), timedelta(minutes=duration)
     items = []
     for resource in considered:
-        there = await occupied(db, resource, start, end + length, now=now)
-        slots = offered(resource, there, start, end, length, now=now)
+        there = await availability.situation(db, resource, start, end + length, now)
+        slots = there.bookable(start, end, length, now)
         if slots:
             items.append(
                 Match(resource_id=resource.resource_id, name=resource.name, bookable=slots)

@@ -193,6 +193,13 @@ class History(Struct, kw_only=True):
     items: list[HistoryEntry]
 
 
+class ResourceHistory(Struct, kw_only=True):
+    resource_id: UUID
+    items: list[HistoryEntry]
+    next_after: int | None
+    """Pass as `after` for the next page (null: this page is the last)."""
+
+
 class ClosurePage(Struct, kw_only=True):
     items: list[ClosureView]
 

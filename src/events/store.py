@@ -66,8 +66,13 @@ ORDER BY kind, version
 """
 READ_STREAM = """
 SELECT position, stream_id, version, topic, state::text FROM events
-WHERE stream_id = $1 AND version > $2 ORDER BY version
+WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3
 """
+READ_POSITIONS = """
+SELECT position, stream_id, version, topic, state::text FROM events
+WHERE position = ANY($1::bigint[]) ORDER BY position
+"""
+HAS_POSITION = "SELECT EXISTS (SELECT 1 FROM events WHERE position = $1)"
 READ_ALL = """
 SELECT position, stream_id, version, topic, state::text FROM events
 WHERE position > $1 ORDER BY position LIMIT $2
@@ -166,9 +171,11 @@ class EventStore:
                 events.append(event)
         return snapshot, events
 
-    async def read_stream(self, stream_id: UUID, after_version: int = 0) -> list[RecordedEvent]:
-        """Every event of one stream after the given version, oldest first."""
-        rows = await self.pool.fetch(READ_STREAM, stream_id, after_version)
+    async def read_stream(
+        self, stream_id: UUID, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """The events of one stream after the given version (all, or `limit`), oldest first."""
+        rows = await self.pool.fetch(READ_STREAM, stream_id, after_version, limit)
         return self._recorded(rows)
 
     async def read_feed(
@@ -181,6 +188,15 @@ class EventStore:
         """
         rows = await (conn or self.pool).fetch(READ_FEED, after, limit)
         return self._recorded(rows)
+
+    async def has_position(self, position: int) -> bool:
+        """Whether an event stands at this position of the log."""
+        found: bool = await self.pool.fetchval(HAS_POSITION, position)
+        return found
+
+    async def read_positions(self, positions: Sequence[int]) -> list[RecordedEvent]:
+        """The events at the given positions, by position."""
+        return self._recorded(await self.pool.fetch(READ_POSITIONS, list(positions)))
 
     async def read_all(
         self, conn: asyncpg.Connection, after: int = 0, limit: int = 1000

@@ -1,14 +1,16 @@
 """The availability view: the bookings that hold a resource's time, the owner's closures, and
 the free and bookable time around them."""
 
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
 from commands.policy import Closure, Hold, Policy
+from commands.resource import Resource
 from events.resource import (
     BookingApproved,
     BookingCreated,
@@ -17,7 +19,8 @@ from events.resource import (
     ClosureAdded,
     ClosureRemoved,
 )
-from events.store import RecordedEvent
+from events.store import EventStore, RecordedEvent
+from projections.resources import ResourceView
 
 OPEN = ("pending", "confirmed")
 
@@ -191,3 +194,85 @@ def free(
     if level < full and free_since < end:
         free_slots.append(FreeSlot(start_time=free_since, end_time=end))
     return free_slots
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What a resource's availability over a window follows from: its policy, whether it takes
+    bookings, the bookings occupying its time (widened by the buffers) and its closures."""
+
+    policy: Policy
+    retired: bool
+    holds: list[Hold]
+    closures: list[ClosureView]
+
+    def busy(self, start: datetime, end: datetime) -> list[BusySlot]:
+        return as_busy(self.holds, start, end)
+
+    def closed(self, start: datetime, end: datetime) -> list[ClosureView]:
+        return [c for c in self.closures if c.start_time < end and start < c.end_time]
+
+    def free(self, start: datetime, end: datetime) -> list[FreeSlot]:
+        return free(self.holds, self.closed(start, end), self.policy, start, end)
+
+    def bookable(
+        self, start: datetime, end: datetime, duration: timedelta, now: datetime
+    ) -> list[FreeSlot]:
+        """Where a booking of `duration` starting in `[start, end)` would be accepted at `now`."""
+        if self.retired:
+            return []
+        closures = as_closures(self.closures)
+        starts = self.policy.bookable(
+            start, end, duration, now, holds=self.holds, closures=closures
+        )
+        return [FreeSlot(start_time=s, end_time=s + duration) for s in starts]
+
+
+def reach(policy: Policy, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The stretch whose bookings can matter to `[start, end)`: widened by both buffers."""
+    before, after = policy.buffers()
+    return start - before - after, end + before + after
+
+
+async def situation(
+    conn: Any, resource: ResourceView, start: datetime, end: datetime, now: datetime
+) -> Situation:
+    """The situation over `[start, end)` now, from the read models."""
+    policy = resource.policy
+    low, high = reach(policy, start, end)
+    holds = await busy(conn, resource.resource_id, low, high, policy, now=now)
+    closed = await closures(conn, resource.resource_id, start, end)
+    return Situation(policy, resource.retired_at is not None, holds, closed)
+
+
+async def situation_as_of(
+    store: EventStore, resource_id: UUID, start: datetime, end: datetime, at: datetime
+) -> Situation | None:
+    """The situation over `[start, end)` as it stood at `at`, folded from the resource's
+    events up to then (None: the resource did not exist yet)."""
+    resource: Resource | None = None
+    closed: dict[UUID, ClosureView] = {}
+    for recorded in await store.read_stream(resource_id):
+        event: Any = recorded.event
+        if event.timestamp > at:
+            break
+        resource = cast(Resource, event.mutate(resource))
+        if isinstance(event, ClosureAdded):
+            closed[event.closure_id] = ClosureView(
+                closure_id=event.closure_id,
+                resource_id=resource_id,
+                start_time=event.start_time,
+                end_time=event.end_time,
+                reason=event.reason,
+                created_at=event.timestamp,
+            )
+        elif isinstance(event, ClosureRemoved):
+            closed.pop(event.closure_id, None)
+    if resource is None:
+        return None
+    policy = resource.policy
+    low, high = reach(policy, start, end)
+    holds = [h for h in resource.holds.values() if h.overlaps(low, high) and policy.occupies(h, at)]
+    holds.sort(key=lambda h: (h.start, h.booking_id))
+    views = sorted(closed.values(), key=lambda c: (c.start_time, c.closure_id))
+    return Situation(policy, resource.retired, holds, views)

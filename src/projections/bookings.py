@@ -1,5 +1,6 @@
 """The bookings read model: one row per booking, its current state."""
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -174,3 +175,40 @@ async def due(conn: Any, now: datetime, margin: timedelta, limit: int) -> list[U
 def _uuid(value: UUID) -> UUID:
     """A plain UUID for asyncpg's subclass, which the event store's JSON cannot encode."""
     return UUID(int=value.int)
+
+
+def fold(recorded: Iterable[RecordedEvent]) -> BookingView | None:
+    """A booking as its events (oldest first) leave it: what `project` writes to the table,
+    computed in memory, for answering as of a past moment."""
+    view: BookingView | None = None
+    for r in recorded:
+        event: Any = r.event
+        if isinstance(event, BookingCreated):
+            view = BookingView(
+                booking_id=event.booking_id,
+                resource_id=event.originator_id,
+                start_time=event.start_time,
+                end_time=event.end_time,
+                client_id=event.client_id,
+                status=event.status,
+                details=event.details,
+                created_at=event.timestamp,
+                updated_at=event.timestamp,
+            )
+            continue
+        if view is None:
+            continue
+        if isinstance(event, BookingMovedIn):
+            view.resource_id, view.status = event.originator_id, event.status
+            view.start_time, view.end_time = event.start_time, event.end_time
+            view.details = event.details if event.details is not None else view.details
+        elif isinstance(event, BookingModified):
+            view.start_time = event.start_time or view.start_time
+            view.end_time = event.end_time or view.end_time
+            view.details = event.details if event.details is not None else view.details
+        elif (status := STATUS_OF.get(type(event))) is not None:
+            view.status = status
+        else:
+            continue  # moved out: the moved-in event that comes with it says where to
+        view.updated_at = event.timestamp
+    return view

@@ -29,6 +29,9 @@ SELECT = """
 SELECT position, version, type, occurred_at, actor, data::text FROM booking_history
 WHERE booking_id = $1 ORDER BY position
 """
+POSITIONS_UNTIL = """
+SELECT position FROM booking_history WHERE booking_id = $1 AND occurred_at <= $2 ORDER BY position
+"""
 TABLES = ("booking_history",)
 _BOOKING = frozenset({"booking_id"})
 
@@ -61,3 +64,21 @@ async def of_booking(conn: Any, booking_id: UUID) -> list[HistoryEntry]:
         )
         for row in rows
     ]
+
+
+async def positions_until(conn: Any, booking_id: UUID, at: datetime) -> list[int]:
+    """Where in the log the booking's events up to `at` stand, oldest first."""
+    return [row["position"] for row in await conn.fetch(POSITIONS_UNTIL, booking_id, at)]
+
+
+def entry(recorded: RecordedEvent) -> HistoryEntry:
+    """A history entry straight from the log (a resource's history reads its stream)."""
+    event: Any = recorded.event
+    return HistoryEntry(
+        position=recorded.position,
+        version=event.originator_version,
+        type=EVENT_TYPES[type(event)],
+        occurred_at=event.timestamp,
+        actor=event.actor,
+        data=event_data(event),
+    )
