@@ -16,6 +16,7 @@ from api.database import open_pool
 from api.dependencies import DEPENDENCIES, Db
 from api.errors import EXCEPTION_HANDLERS, problem
 from api.events import EventController
+from api.operations import projections
 from api.resources import ResourceController, search
 from api.settings import Settings
 from api.settling import keep_settling
@@ -24,6 +25,7 @@ from commands.repository import ResourceRepository
 from commands.resource import TRANSCODINGS
 from events.store import EventStore, new_mapper
 from projections import bookings
+from projections.background import keep_projecting
 from projections.runner import project
 
 
@@ -60,20 +62,31 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
         app.state.pool = pool
         app.state.store = store
         app.state.commands = commands = CommandHandlers(repository, clock, locate_booking)
-        settling = None
+        background = []
         if settings.settle_seconds:
-            settling = asyncio.create_task(keep_settling(pool, commands, settings.settle_seconds))
+            background.append(keep_settling(pool, commands, settings.settle_seconds))
+        if settings.project_seconds:
+            background.append(keep_projecting(pool, store, settings.project_seconds))
+        tasks = [asyncio.create_task(work) for work in background]
         try:
             yield
         finally:
-            if settling:
-                settling.cancel()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await settling
+                    await task
             await pool.close()
 
     return Litestar(
-        route_handlers=[ResourceController, BookingController, EventController, search, health],
+        route_handlers=[
+            ResourceController,
+            BookingController,
+            EventController,
+            search,
+            projections,
+            health,
+        ],
         dependencies=DEPENDENCIES,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],

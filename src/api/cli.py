@@ -5,6 +5,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 
 import asyncpg
 
@@ -43,27 +44,74 @@ async def _migrate(url: str) -> None:
         await conn.close()
 
 
-async def _rebuild(url: str, settings: Settings) -> None:
+CORE = "core"
+"""The read models projected inline with every append (resources, bookings, availability,
+history); the others follow the log in the background."""
+
+
+def _names() -> list[str]:
+    from projections.background import BACKGROUND  # noqa: PLC0415
+
+    return [CORE, *(p.NAME for p in BACKGROUND)]
+
+
+class Progress:
+    """A progress bar on a terminal, nothing otherwise."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.tty = label, max(total, 1), sys.stderr.isatty()
+
+    def __call__(self, done: int) -> None:
+        if self.tty:
+            share = min(done / self.total, 1.0)
+            bar = "#" * int(share * 30)
+            line = f"\r{self.label:<10} [{bar:<30}] {share:>4.0%} {done:>12,} events"
+            print(line, end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+async def _rebuild(url: str, settings: Settings, names: list[str]) -> None:
     from commands.resource import TRANSCODINGS  # noqa: PLC0415
     from events.store import EventStore, new_mapper  # noqa: PLC0415
+    from projections import background  # noqa: PLC0415
     from projections.runner import rebuild  # noqa: PLC0415
 
     pool = await open_pool(url, settings)
     try:
         store = EventStore(pool, new_mapper(*TRANSCODINGS))
-        tty = sys.stderr.isatty()
+        total = await pool.fetchval("SELECT count(*) FROM events")
+        for name in names or _names():
+            progress = Progress(name, total)
+            started = time.perf_counter()
+            if name == CORE:
+                events = (await rebuild(pool, store, progress=progress)).events
+            else:
+                projection = background.named(name)
+                await background.reset(pool, projection)
+                events = await background.catch_up(pool, store, projection, progress=progress)
+            progress.close()
+            seconds = time.perf_counter() - started
+            rate = events / seconds if seconds else 0.0
+            print(
+                f"rebuilt {name} from {events:,} events in {seconds:.2f} s ({rate:,.0f} events/s)"
+            )
+    finally:
+        await pool.close()
 
-        def progress(count: int) -> None:
-            if tty:
-                print(f"\r{count:>12,} events projected", end="", file=sys.stderr, flush=True)
 
-        summary = await rebuild(pool, store, progress=progress)
-        if tty:
-            print(file=sys.stderr)
-        print(
-            f"rebuilt read models from {summary.events:,} events in {summary.seconds:.2f} s "
-            f"({summary.events_per_second:,.0f} events/s)"
-        )
+async def _status(url: str, settings: Settings) -> None:
+    from projections import background  # noqa: PLC0415
+
+    pool = await open_pool(url, settings)
+    try:
+        head = await background.head(pool)
+        print(f"{CORE:<10} at {head:>12,}  behind {0:>10,}  (projected with every append)")
+        for projection in background.BACKGROUND:
+            lag = await background.lag(pool, projection)
+            print(f"{lag.name:<10} at {lag.position:>12,}  behind {lag.behind:>10,}")
     finally:
         await pool.close()
 
@@ -79,7 +127,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply pending schema migrations")
     projections = sub.add_parser("projections", help="manage read models")
     projections_sub = projections.add_subparsers(dest="action", required=True)
-    projections_sub.add_parser("rebuild", help="rebuild every read model from the event log")
+    rebuild = projections_sub.add_parser(
+        "rebuild", help="rebuild read models from the event log (all, or the ones named)"
+    )
+    rebuild.add_argument("names", nargs="*", metavar="NAME", help=f"{CORE}, activity")
+    projections_sub.add_parser("status", help="how far each projection has got")
     return root
 
 
@@ -96,8 +148,13 @@ def main(argv: list[str] | None = None) -> None:
         with database(settings, exclusive=False) as url:
             if args.command == "migrate":
                 asyncio.run(_migrate(url))
+            elif args.action == "status":
+                asyncio.run(_status(url, settings))
             else:
-                asyncio.run(_rebuild(url, settings))
+                unknown = set(args.names) - set(_names())
+                if unknown:
+                    sys.exit(f"bookings: no projection named {', '.join(sorted(unknown))}")
+                asyncio.run(_rebuild(url, settings, args.names))
     except DataDirInUseError as error:
         sys.exit(f"bookings: {error}")
 

@@ -53,6 +53,8 @@ def on_invalid_input(_: Request[Any, Any, Any], error: InvalidInputError) -> Res
 _QUERY_NAMES = {
     "window_start": "from",
     "window_end": "to",
+    "first": "from",
+    "last": "to",
     "actor": "X-Actor",
     "role": "X-Actor-Role",
 }

@@ -1,6 +1,6 @@
 """`/resources`: register, change, retire, close, list; availability of one resource or many."""
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 import asyncpg
@@ -12,6 +12,7 @@ from api.errors import InvalidInputError
 from api.params import TIME, next_page, page_after, parse_time, parse_uuid, strict_body
 from api.schemas import (
     LATEST,
+    ActivityPage,
     Availability,
     ClosureCreate,
     ClosurePage,
@@ -31,7 +32,7 @@ from commands.handlers import (
     UpdateResource,
 )
 from commands.policy import DEFAULT_STEP_MINUTES
-from projections import availability, resources
+from projections import activity, availability, resources
 from projections.availability import ClosureView
 from projections.history import entry
 from projections.resources import ResourceView
@@ -132,6 +133,22 @@ class ResourceController(Controller):
         items = [entry(r) for r in page[:limit]]
         next_after = items[-1].version if len(page) > limit else None
         return ResourceHistory(resource_id=resource.resource_id, items=items, next_after=next_after)
+
+    @get("/{resource_id:str}/activity")
+    async def activity(
+        self,
+        resource_id: FromPath[str],
+        db: Db,
+        first: Annotated[date, QueryParameter(name="from", description="First day (UTC).")],
+        last: Annotated[date, QueryParameter(name="to", description="Day after the last.")],
+    ) -> ActivityPage:
+        """How many events of each type the resource saw on each UTC day in `[from, to)` (at
+        most 366 days); follows the log a moment behind (see `GET /projections`)."""
+        if not first < last <= first + MAX_WINDOW:
+            raise InvalidInputError("to", "'to' must be after 'from', at most 366 days on")
+        resource = await fetch_resource(db, resource_id)
+        items = await activity.of_resource(db, resource.resource_id, first, last)
+        return ActivityPage(resource_id=resource.resource_id, items=items)
 
     @patch("/{resource_id:str}")
     async def update(

@@ -8,6 +8,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType, to_builtins
 
 from commands.policy import RULE_NAMES
 from commands.resource import SETTINGS
+from projections.activity import DayActivity
 from projections.availability import BusySlot, ClosureView, FreeSlot
 from projections.bookings import BookingView
 from projections.history import HistoryEntry
@@ -191,6 +192,11 @@ class ResourcePage(Struct, kw_only=True):
 class History(Struct, kw_only=True):
     booking_id: UUID
     items: list[HistoryEntry]
+
+
+class ActivityPage(Struct, kw_only=True):
+    resource_id: UUID
+    items: list[DayActivity]
 
 
 class ResourceHistory(Struct, kw_only=True):

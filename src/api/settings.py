@@ -19,6 +19,8 @@ class Settings:
     settle_seconds: float = 10.0
     """How often each server process completes ended bookings and expires undecided ones
     (0: never; then only commands change bookings)."""
+    project_seconds: float = 1.0
+    """How often each server process advances the background projections (0: never)."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -29,10 +31,13 @@ class Settings:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, not {value}")
-        if not 0 <= self.settle_seconds < math.inf:
-            raise ValueError(
-                f"BOOKINGS_SETTLE_SECONDS must be 0 or more (and finite), not {self.settle_seconds}"
-            )
+        intervals = {
+            "BOOKINGS_SETTLE_SECONDS": self.settle_seconds,
+            "BOOKINGS_PROJECT_SECONDS": self.project_seconds,
+        }
+        for name, seconds in intervals.items():
+            if not 0 <= seconds < math.inf:
+                raise ValueError(f"{name} must be 0 or more (and finite), not {seconds}")
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("BOOKINGS_POOL_MIN_SIZE must not exceed BOOKINGS_POOL_MAX_SIZE")
 
@@ -57,4 +62,5 @@ class Settings:
             pool_max_size=number("BOOKINGS_POOL_MAX_SIZE", cls.pool_max_size),
             snapshot_every=number("BOOKINGS_SNAPSHOT_EVERY", cls.snapshot_every),
             settle_seconds=seconds("BOOKINGS_SETTLE_SECONDS", cls.settle_seconds),
+            project_seconds=seconds("BOOKINGS_PROJECT_SECONDS", cls.project_seconds),
         )
