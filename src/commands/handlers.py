@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 from commands.errors import BookingClosedError, BookingNotFoundError, ContentionError, DomainError
 from commands.repository import ResourceRepository
-from commands.resource import Resource, Role
+from commands.resource import PENDING, Resource, Role
 from events.store import ConcurrencyError, RecordedEvent
 
 Clock = Callable[[], datetime]
@@ -215,6 +215,7 @@ class CommandHandlers:
                     details=command.details,
                     actor=command.actor,
                     now=now,
+                    due=hold.deadline if hold.status == PENDING else None,
                 )
 
             return await self._decide([resource_id, target], move)

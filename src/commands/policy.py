@@ -282,8 +282,13 @@ class Policy:
         special = sorted(date.fromisoformat(d) for d in r.date_exceptions or {})
         day, open_until = start.astimezone(zone).date(), start
         while True:
-            for hours in sorted(self._hours_on(day), key=lambda h: h["start"]):
-                opens, closes = _local(day, hours["start"], zone), _local(day, hours["end"], zone)
+            # By the instants, not the clock text: a time skipped when clocks go forward is read
+            # with the offset before, and can land before an earlier-looking one.
+            day_spans = sorted(
+                (_local(day, hours["start"], zone), _local(day, hours["end"], zone))
+                for hours in self._hours_on(day)
+            )
+            for opens, closes in day_spans:
                 if opens <= open_until < closes:
                     open_until = closes
             if open_until >= end:

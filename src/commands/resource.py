@@ -406,9 +406,14 @@ class Resource(Aggregate):
         details: str | None,
         actor: str | None,
         now: datetime,
+        due: datetime | None = None,
     ) -> None:
-        """Take in a booking from another resource: checked here like a new booking."""
+        """Take in a booking from another resource: checked here like a new booking. A request
+        that was already waiting (`due`: its approval deadline) keeps the earlier deadline, so
+        moving it around does not buy it time."""
         status, deadline = self._admit(start, end, now)
+        if status == PENDING and due is not None:
+            deadline = min(deadline or due, due)
         self.trigger_event(
             BookingMovedIn,
             booking_id=booking_id,

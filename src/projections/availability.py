@@ -213,6 +213,9 @@ class Situation:
         return [c for c in self.closures if c.start_time < end and start < c.end_time]
 
     def free(self, start: datetime, end: datetime) -> list[FreeSlot]:
+        """Where a booking could go; nowhere on a retired resource."""
+        if self.retired:
+            return []
         return free(self.holds, self.closed(start, end), self.policy, start, end)
 
     def bookable(

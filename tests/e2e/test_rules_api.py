@@ -936,6 +936,7 @@ async def test_availability_of_a_retired_resource_has_nothing_bookable(
     refused = await attempt(client, resource_id, d + hours(10), d + hours(11))
     assert_problem(refused, 409, "resource-retired")
     assert availability["bookable"] == []
+    assert availability["free"] == []
 
 
 async def test_availability_without_duration_lists_no_bookable(client: Client, clock) -> None:

@@ -111,9 +111,23 @@ def move_out(
     return lambda r: r.move_out(booking_id, to, actor="alice", now=now, by=by)
 
 
-def move_in(booking_id: UUID, start: datetime, end: datetime, *, now: datetime = NOW) -> Command:
+def move_in(
+    booking_id: UUID,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime = NOW,
+    due: datetime | None = None,
+) -> Command:
     return lambda r: r.move_in(
-        booking_id, source=R1, start=start, end=end, details="moved", actor="alice", now=now
+        booking_id,
+        source=R1,
+        start=start,
+        end=end,
+        details="moved",
+        actor="alice",
+        now=now,
+        due=due,
     )
 
 
@@ -452,6 +466,24 @@ def test_a_request_moved_to_a_resource_without_approval_is_confirmed() -> None:
 
     assert (arrived.status, arrived.approval_deadline) == (CONFIRMED, None)
     assert to.resource.holds == {str(B1): Hold(B1, at(12), at(13), CONFIRMED)}
+
+
+@pytest.mark.parametrize(
+    ("due", "window", "expected"),
+    [
+        (at(9), 120, at(9)),  # the request's own deadline comes first
+        (at(11), 60, NOW + timedelta(minutes=60)),  # the target's window ends sooner
+        (at(9), None, at(9)),  # the target sets no window: the old deadline stands
+    ],
+)
+def test_a_request_moved_between_approval_resources_keeps_its_earlier_deadline(
+    due: datetime, window: int | None, expected: datetime
+) -> None:
+    to = target(requires_approval=True, approval_window_minutes=window)
+
+    [arrived] = to.when(move_in(B1, at(14), at(15), due=due)).then(BookingMovedIn)
+
+    assert (arrived.status, arrived.approval_deadline) == (PENDING, expected)
 
 
 def test_a_move_into_a_taken_slot_is_refused_by_the_target() -> None:

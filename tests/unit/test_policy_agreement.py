@@ -107,3 +107,26 @@ def test_a_very_long_slot_is_decided_by_its_first_gap_or_by_the_exceptions() -> 
     assert not policy(all_day, {"4000-01-01": []}).is_open(start, end)
     assert policy(all_day, {"9000-01-01": []}).is_open(start, end)
     assert not policy(all_day | {"sunday": []}, {}).is_open(start, end)
+
+
+@pytest.mark.parametrize(
+    "hours",
+    [
+        [{"start": "02:15", "end": "02:45"}, {"start": "03:00", "end": "03:30"}],
+        [{"start": "02:30", "end": "04:00"}, {"start": "03:00", "end": "03:30"}],
+    ],
+    ids=["skipped-hour-first", "overlapping"],
+)
+def test_hours_starting_in_the_skipped_hour_are_judged_by_their_instants(
+    hours: list[dict[str, str]],
+) -> None:
+    # 2027-03-28: Berlin skips 02:00-03:00; "02:15" is read with the winter offset (01:15Z).
+    rules = Rules.of({"opening_hours": {"sunday": hours}})
+    policy = Policy(UUID(int=1), "Europe/Berlin", 1, rules)
+    day = datetime(2027, 3, 28, tzinfo=UTC)
+    for minutes in range(0, 3 * 60, 15):
+        start = day + timedelta(minutes=minutes)
+        for length in (15, 30, 45, 60):
+            end = start + timedelta(minutes=length)
+            spans = policy.open_spans(start, end)
+            assert policy.is_open(start, end) == _within(spans or [], start, end), (start, end)
