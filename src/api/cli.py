@@ -91,7 +91,9 @@ async def _rebuild(url: str, settings: Settings, names: list[str]) -> None:
             else:
                 projection = background.named(name)
                 await background.reset(pool, projection)
-                events = await background.catch_up(pool, store, projection, progress=progress)
+                events = await background.catch_up(
+                    pool, store, projection, progress=progress, wait=True
+                )
             progress.close()
             seconds = time.perf_counter() - started
             rate = events / seconds if seconds else 0.0

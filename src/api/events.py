@@ -1,6 +1,7 @@
 """`/events`: the global, ordered feed of every event, by page, by long poll, or as a stream."""
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -22,7 +23,9 @@ HEARTBEAT_SECONDS = 15.0
 After = Annotated[
     int,
     QueryParameter(
-        ge=0, description="The position of the last event you have seen; 0: from the start."
+        ge=0,
+        le=2**63 - 1,
+        description="The position of the last event you have seen; 0: from the start.",
     ),
 ]
 
@@ -81,7 +84,7 @@ class EventController(Controller):
         """Server-Sent Events: each event as `id: <position>`, `event: <type>`, `data: <JSON>`;
         a client that reconnects with `Last-Event-ID` resumes right after it."""
         if last_event_id is not None:
-            if not last_event_id.isdigit():
+            if not re.fullmatch(r"[0-9]{1,18}", last_event_id):
                 raise InvalidInputError("Last-Event-ID", "not a position this feed sent")
             after = await checked(store, int(last_event_id), "Last-Event-ID")
         else:

@@ -123,7 +123,9 @@ class ResourceController(Controller):
         resource_id: FromPath[str],
         db: Db,
         store: Store,
-        after: Annotated[int, QueryParameter(ge=0, description="The last version seen.")] = 0,
+        after: Annotated[
+            int, QueryParameter(ge=0, le=2**31 - 1, description="The last version seen.")
+        ] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> ResourceHistory:
         """Every event of the resource's stream, oldest first, a page at a time: its settings,

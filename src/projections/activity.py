@@ -2,7 +2,7 @@
 missed ... per UTC day. A background projection: it follows the log on its own, a little after
 the writes, and can be rebuilt or added later and back-filled from the first event."""
 
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 from uuid import UUID
 
@@ -34,7 +34,7 @@ class DayActivity(msgspec.Struct, kw_only=True):
 
 async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
     event: Any = recorded.event
-    day = event.timestamp.date()
+    day = event.timestamp.astimezone(UTC).date()
     await conn.execute(COUNT, event.originator_id, day, EVENT_TYPES[type(event)])
 
 

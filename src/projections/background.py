@@ -9,6 +9,7 @@ first event, so one added later back-fills itself.
 
 import asyncio
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from projections import activity
 log = logging.getLogger(__name__)
 
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
+LOCK = "SELECT pg_advisory_xact_lock($1)"
 POSITION = "SELECT position FROM projector_positions WHERE name = $1"
 MOVE = """
 INSERT INTO projector_positions (name, position) VALUES ($1, $2)
@@ -65,15 +67,21 @@ async def catch_up(
     projection: Projection,
     batch_size: int = 500,
     progress: Callable[[int], None] | None = None,
+    *,
+    wait: bool = False,
 ) -> int:
     """Project every event the projection has not seen yet, a batch per transaction; the
-    number of events projected (0 when another process holds the projection)."""
+    number of events projected. When another process holds the projection, return 0 at once,
+    or with `wait`, wait for it to let go."""
     done = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
             # An advisory lock takes no transaction id, so the feed read next sees every event
             # committed before it.
-            if not await conn.fetchval(TRY_LOCK, _lock_key(projection.NAME)):
+            key = _lock_key(projection.NAME)
+            if wait:
+                await conn.execute(LOCK, key)
+            elif not await conn.fetchval(TRY_LOCK, key):
                 return done
             after = await conn.fetchval(POSITION, projection.NAME) or 0
             batch = await store.read_feed(after, batch_size, conn=conn)
@@ -91,7 +99,7 @@ async def catch_up(
 async def reset(pool: asyncpg.Pool, projection: Projection) -> None:
     """Empty the projection's tables and its position, so it is built again from the start."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(projection.NAME))
+        await conn.execute(LOCK, _lock_key(projection.NAME))
         for table in projection.TABLES:
             await conn.execute(f"DELETE FROM {table}")
         await conn.execute(MOVE, projection.NAME, 0)
@@ -118,15 +126,23 @@ async def head(pool: asyncpg.Pool) -> int:
 
 
 async def keep_projecting(pool: asyncpg.Pool, store: EventStore, interval: float) -> None:
-    """Advance every background projection every `interval` seconds until cancelled; a
-    failure is logged and retried with a growing pause (the projection stays where it was)."""
-    pause = interval
+    """Advance every background projection every `interval` seconds until cancelled. A
+    projection that fails stays where it was and is tried again after a pause that doubles
+    with each failure in a row (up to a minute); the others go on meanwhile."""
+    failures: dict[str, int] = {}
+    retry_at: dict[str, float] = {}
     while True:
-        try:
-            for projection in BACKGROUND:
+        for projection in BACKGROUND:
+            name = projection.NAME
+            if time.monotonic() < retry_at.get(name, 0.0):
+                continue
+            try:
                 await catch_up(pool, store, projection)
-            pause = interval
-        except Exception:
-            log.exception("background projection failed; trying again in %.1f s", pause)
-            pause = min(pause * 2, 60.0)
-        await asyncio.sleep(pause)
+            except Exception:
+                failures[name] = failures.get(name, 0) + 1
+                pause = min(interval * 2 ** failures[name], 60.0)
+                retry_at[name] = time.monotonic() + pause
+                log.exception("projection %s failed; trying again in %.1f s", name, pause)
+            else:
+                failures.pop(name, None)
+        await asyncio.sleep(interval)
