@@ -49,7 +49,9 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, snapshot_every=10, settle_seconds=0)
+    return Settings(
+        database_url=database_url, snapshot_every=10, settle_seconds=0, webhook_seconds=0
+    )
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from api.operations import projections
 from api.resources import ResourceController, search
 from api.settings import Settings
 from api.settling import keep_settling
+from api.subscriptions import SubscriptionController
 from commands.handlers import Clock, CommandHandlers
 from commands.repository import ResourceRepository
 from commands.resource import TRANSCODINGS
@@ -27,6 +28,7 @@ from events.store import EventStore, new_mapper
 from projections import bookings
 from projections.background import keep_projecting
 from projections.runner import project
+from webhooks.delivery import keep_delivering
 
 
 def utc_now() -> datetime:
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
             background.append(keep_settling(pool, commands, settings.settle_seconds))
         if settings.project_seconds:
             background.append(keep_projecting(pool, store, settings.project_seconds))
+        if settings.webhook_seconds:
+            background.append(keep_delivering(pool, store, settings.webhook_seconds, clock=clock))
         tasks = [asyncio.create_task(work) for work in background]
         try:
             yield
@@ -83,6 +87,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
             ResourceController,
             BookingController,
             EventController,
+            SubscriptionController,
             search,
             projections,
             health,

@@ -21,10 +21,9 @@ POLL_SECONDS = 0.1
 HEARTBEAT_SECONDS = 15.0
 """How often an idle stream sends a comment, so proxies keep the connection open."""
 After = Annotated[
-    int,
+    str,
     QueryParameter(
-        ge=0,
-        le=2**63 - 1,
+        max_length=18,
         description="The position of the last event you have seen; 0: from the start.",
     ),
 ]
@@ -36,7 +35,11 @@ class EventPage(msgspec.Struct, kw_only=True):
     """Pass as `after` to read on (the last item's position, or `after` when there is none)."""
 
 
-async def checked(store: EventStore, after: int, field: str) -> int:
+async def checked(store: EventStore, value: str, field: str) -> int:
+    """The position a cursor names: 0, or where an event stands."""
+    if not re.fullmatch(r"[0-9]{1,18}", value):
+        raise InvalidInputError(field, "not a position this feed sent")
+    after = int(value)
     if after and not await store.has_position(after):
         raise InvalidInputError(field, f"no event stands at position {after}")
     return after
@@ -50,7 +53,7 @@ class EventController(Controller):
     async def feed(
         self,
         store: Store,
-        after: After = 0,
+        after: After = "0",
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
         wait: Annotated[
             float, QueryParameter(ge=0, le=60, description="Seconds to wait for news.")
@@ -58,22 +61,22 @@ class EventController(Controller):
     ) -> EventPage:
         """Events in commit order after the event at position `after`; with `wait`, an empty
         answer waits up to that many seconds for the next events (long poll)."""
-        await checked(store, after, "after")
+        position = await checked(store, after, "after")
         give_up = time.monotonic() + wait
         while True:  # the news is in the database, so look again until the wait is over
-            batch = await store.read_feed(after, limit)
+            batch = await store.read_feed(position, limit)
             left = give_up - time.monotonic()
             if batch or left <= 0:
                 break
             await asyncio.sleep(min(POLL_SECONDS, left))
         items = [to_feed(r) for r in batch]
-        return EventPage(items=items, next_after=items[-1].position if items else after)
+        return EventPage(items=items, next_after=items[-1].position if items else position)
 
     @get("/stream")
     async def stream(
         self,
         store: Store,
-        after: After = 0,
+        after: After = "0",
         last_event_id: Annotated[
             str | None,
             HeaderParameter(
@@ -83,13 +86,11 @@ class EventController(Controller):
     ) -> ServerSentEvent:
         """Server-Sent Events: each event as `id: <position>`, `event: <type>`, `data: <JSON>`;
         a client that reconnects with `Last-Event-ID` resumes right after it."""
-        if last_event_id is not None:
-            if not re.fullmatch(r"[0-9]{1,18}", last_event_id):
-                raise InvalidInputError("Last-Event-ID", "not a position this feed sent")
-            after = await checked(store, int(last_event_id), "Last-Event-ID")
+        if last_event_id is None:
+            position = await checked(store, after, "after")
         else:
-            await checked(store, after, "after")
-        return ServerSentEvent(follow(store, after))
+            position = await checked(store, last_event_id, "Last-Event-ID")
+        return ServerSentEvent(follow(store, position))
 
 
 async def follow(store: EventStore, after: int) -> AsyncIterator[ServerSentEventMessage]:

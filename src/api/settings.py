@@ -21,6 +21,8 @@ class Settings:
     (0: never; then only commands change bookings)."""
     project_seconds: float = 1.0
     """How often each server process advances the background projections (0: never)."""
+    webhook_seconds: float = 1.0
+    """How often each server process looks for webhook deliveries that are due (0: never)."""
 
     def __post_init__(self) -> None:
         positive = {
@@ -34,6 +36,7 @@ class Settings:
         intervals = {
             "BOOKINGS_SETTLE_SECONDS": self.settle_seconds,
             "BOOKINGS_PROJECT_SECONDS": self.project_seconds,
+            "BOOKINGS_WEBHOOK_SECONDS": self.webhook_seconds,
         }
         for name, seconds in intervals.items():
             if not 0 <= seconds < math.inf:
@@ -63,4 +66,5 @@ class Settings:
             snapshot_every=number("BOOKINGS_SNAPSHOT_EVERY", cls.snapshot_every),
             settle_seconds=seconds("BOOKINGS_SETTLE_SECONDS", cls.settle_seconds),
             project_seconds=seconds("BOOKINGS_PROJECT_SECONDS", cls.project_seconds),
+            webhook_seconds=seconds("BOOKINGS_WEBHOOK_SECONDS", cls.webhook_seconds),
         )

@@ -1,0 +1,1 @@
+"""Webhooks: subscriptions to the global feed, delivered signed, in order, at least once."""
