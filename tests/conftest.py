@@ -1,22 +1,20 @@
 """Shared fixtures: one real PostgreSQL per test session (embedded unless DATABASE_URL is set)."""
 
 import os
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from api.database import embedded, open_pool
+from api.database import open_pool
 from api.settings import Settings
 from commands.resource import TRANSCODINGS
 from events.store import EventStore, new_mapper
 from projections.runner import project
+from servers import private_postgres
 
 
 class Clock:
@@ -37,14 +35,8 @@ def database_url() -> Iterator[str]:
     if url := os.environ.get("DATABASE_URL"):
         yield url
         return
-    # A folder of our own: the embedded server changes the permissions of its parents, which
-    # would disturb other pytest sessions sharing pytest's temporary root.
-    data_dir = Path(tempfile.mkdtemp(prefix="bookings-test-"))
-    try:
-        with embedded(data_dir) as url:
-            yield url
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with private_postgres("bookings-test-") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

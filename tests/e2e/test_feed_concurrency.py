@@ -26,8 +26,8 @@ import asyncpg
 import httpx
 import pytest
 
-from e2e.test_concurrency import free_port, wait_until_up
 from events.feed import event_id
+from servers import free_port, wait_until_up
 
 WRITERS = 8
 COMMANDS = 40

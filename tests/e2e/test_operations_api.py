@@ -10,16 +10,11 @@ their own, and advance the projection themselves.
 
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
@@ -30,12 +25,13 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from api.database import embedded, open_pool
+from api.database import open_pool
 from api.settings import Settings
 from commands.resource import TRANSCODINGS
 from e2e.helpers import Client, assert_invalid, assert_problem, book, hours, new_resource
 from events.store import EventStore, new_mapper
 from projections import activity, background
+from servers import free_port, private_postgres, wait_until_up
 
 TODAY = datetime(2030, 6, 1, 10, 0, tzinfo=UTC)
 """The module app's clock starts here: every event below happens on this day or the next."""
@@ -56,12 +52,8 @@ def own_server() -> Iterator[str]:
     """A PostgreSQL server of the module's own. The feed hands out only events older than every
     transaction still running anywhere on the server, so the session's shared app, writing and
     projecting next door, could hold back the exact counts checked here."""
-    data_dir = Path(tempfile.mkdtemp(prefix="bookings-operations-"))
-    try:
-        with embedded(data_dir) as url:
-            yield url
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with private_postgres("bookings-operations-") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -370,26 +362,6 @@ async def test_activity_of_a_malformed_resource_id_is_refused(own: Client) -> No
 
 
 # --- real server processes ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise TimeoutError(url)
 
 
 def serve(url: str, project_seconds: str) -> tuple[str, subprocess.Popen[bytes]]:

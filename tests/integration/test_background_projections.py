@@ -17,16 +17,13 @@ import os
 import pty
 import re
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,7 +32,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
-from api.database import embedded, open_pool
+from api.database import open_pool
 from api.settings import Settings
 from commands.repository import ResourceRepository
 from commands.resource import TRANSCODINGS, Resource
@@ -44,6 +41,7 @@ from events.store import EventStore, RecordedEvent, new_mapper
 from projections import activity, background
 from projections.runner import TABLES as CORE_TABLES
 from projections.runner import project
+from servers import private_postgres
 
 HOUR = timedelta(hours=1)
 WRITTEN_FROM = datetime(2030, 5, 30, 21, 0, tzinfo=UTC)
@@ -61,12 +59,8 @@ def own_server() -> Iterator[str]:
     """A PostgreSQL server of the module's own. The feed hands out only events older than every
     transaction still running anywhere on the server, so the session's shared app, writing and
     projecting next door, could hold back the exact counts checked here."""
-    data_dir = Path(tempfile.mkdtemp(prefix="bookings-background-"))
-    try:
-        with embedded(data_dir) as url:
-            yield url
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with private_postgres("bookings-background-") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
