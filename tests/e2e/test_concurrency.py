@@ -6,9 +6,6 @@ and the availability view, and no instant may ever hold more bookings than the c
 
 import asyncio
 import itertools
-import os
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +16,7 @@ import httpx
 import pytest
 
 from e2e.helpers import assert_problem
-from servers import free_port, wait_until_up
+from servers import three_processes
 
 REQUESTS = 60
 WINDOW = timedelta(days=5)
@@ -29,22 +26,8 @@ WINDOW = timedelta(days=5)
 @pytest.fixture(scope="module")
 def servers(database_url: str) -> Iterator[list[str]]:
     """Two `bookings serve` instances (one with two workers): three server processes."""
-    env = os.environ | {"DATABASE_URL": database_url}
-    started = []
-    for workers in (2, 1):
-        port = free_port()
-        command = [sys.executable, "-m", "api.cli", "serve", "--port", str(port)]
-        command += ["--workers", str(workers), "--log-level", "warning"]
-        started.append((f"http://127.0.0.1:{port}", subprocess.Popen(command, env=env)))
-    try:
-        for url, process in started:
-            wait_until_up(url, process)
-        yield [url for url, _ in started]
-    finally:
-        for _, process in started:
-            process.terminate()
-        for _, process in started:
-            process.wait(timeout=30)
+    with three_processes(database_url) as urls:
+        yield urls
 
 
 def client() -> httpx.AsyncClient:

@@ -37,8 +37,8 @@ from e2e.helpers import (
     iso,
     new_resource,
 )
-from e2e.test_concurrency import free_port, wait_until_up
 from events.feed import event_id
+from servers import free_port, wait_until_up
 
 FEED_FIELDS = {
     "event_id",

@@ -10,10 +10,7 @@ alone shows that commits did land behind later positions: the case the feed's or
 
 import asyncio
 import json
-import os
 import random
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -27,7 +24,7 @@ import httpx
 import pytest
 
 from events.feed import event_id
-from servers import free_port, wait_until_up
+from servers import three_processes
 
 WRITERS = 8
 COMMANDS = 40
@@ -45,22 +42,8 @@ CATCH_UP = 30.0
 def servers(database_url: str) -> Iterator[list[str]]:
     """Two `bookings serve` instances, one with two workers: three processes on one database.
     Nothing settles in the background, so the only writers are the test's."""
-    env = os.environ | {"DATABASE_URL": database_url, "BOOKINGS_SETTLE_SECONDS": "0"}
-    started = []
-    for workers in (2, 1):
-        port = free_port()
-        command = [sys.executable, "-m", "api.cli", "serve", "--port", str(port)]
-        command += ["--workers", str(workers), "--log-level", "warning"]
-        started.append((f"http://127.0.0.1:{port}", subprocess.Popen(command, env=env)))
-    try:
-        for url, process in started:
-            wait_until_up(url, process)
-        yield [url for url, _ in started]
-    finally:
-        for _, process in started:
-            process.terminate()
-        for _, process in started:
-            process.wait(timeout=30)
+    with three_processes(database_url, BOOKINGS_SETTLE_SECONDS="0") as urls:
+        yield urls
 
 
 def iso(at: datetime) -> str:

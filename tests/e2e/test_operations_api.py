@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import uuid4
 
 import asyncpg
@@ -31,7 +30,7 @@ from commands.resource import TRANSCODINGS
 from e2e.helpers import Client, assert_invalid, assert_problem, book, hours, new_resource
 from events.store import EventStore, new_mapper
 from projections import activity, background
-from servers import free_port, private_postgres, wait_until_up
+from servers import free_port, new_database, private_postgres, wait_until_up
 
 TODAY = datetime(2030, 6, 1, 10, 0, tzinfo=UTC)
 """The module app's clock starts here: every event below happens on this day or the next."""
@@ -59,13 +58,7 @@ def own_server() -> Iterator[str]:
 @pytest.fixture(scope="module")
 async def own_url(own_server: str) -> str:
     """A database of a name of its own there (projections under test tell it by that name)."""
-    name = f"operations_{uuid4().hex[:12]}"
-    admin = await asyncpg.connect(own_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return urlsplit(own_server)._replace(path=f"/{name}").geturl()
+    return await new_database(own_server, "operations")
 
 
 @pytest.fixture(scope="module")

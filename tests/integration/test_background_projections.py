@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -41,7 +40,7 @@ from events.store import EventStore, RecordedEvent, new_mapper
 from projections import activity, background
 from projections.runner import TABLES as CORE_TABLES
 from projections.runner import project
-from servers import private_postgres
+from servers import new_database, private_postgres
 
 HOUR = timedelta(hours=1)
 WRITTEN_FROM = datetime(2030, 5, 30, 21, 0, tzinfo=UTC)
@@ -66,13 +65,7 @@ def own_server() -> Iterator[str]:
 @pytest.fixture(scope="module")
 async def own_url(own_server: str) -> str:
     """A database of a name of its own there (projections under test tell it by that name)."""
-    name = f"background_{uuid4().hex[:12]}"
-    admin = await asyncpg.connect(own_server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return urlsplit(own_server)._replace(path=f"/{name}").geturl()
+    return await new_database(own_server, "background")
 
 
 @pytest.fixture(scope="module")
