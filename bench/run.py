@@ -110,6 +110,30 @@ async def overlaps(database_url: str, table: str, resource_id: str) -> int:
         await conn.close()
 
 
+async def rebuild_against_raw_read(database_url: str) -> dict[str, float]:
+    """Events/s of rebuilding every core read model, and of only reading the events table in
+    the same batches (the ceiling a rebuild could reach)."""
+    from commands.resource import TRANSCODINGS  # noqa: PLC0415
+    from events.store import READ_ALL, EventStore, new_mapper  # noqa: PLC0415
+    from projections.runner import rebuild  # noqa: PLC0415
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        began, count, after = time.perf_counter(), 0, 0
+        async with pool.acquire() as conn:
+            while rows := await conn.fetch(READ_ALL, after, 2000):
+                count, after = count + len(rows), rows[-1]["position"]
+        raw = count / (time.perf_counter() - began)
+        summary = await rebuild(pool, EventStore(pool, new_mapper(*TRANSCODINGS)))
+        return {
+            "events": count,
+            "raw_per_second": raw,
+            "rebuild_per_second": summary.events_per_second,
+        }
+    finally:
+        await pool.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10)
@@ -157,6 +181,7 @@ async def _measure_all(pg: str, args: argparse.Namespace) -> dict[str, Any]:
             fetched = load(common | {"url": url, "scenario": "get", "ids": ids})
             fetched.pop("created")
             results[name] = {"create": created, "hot": raced, "get": fetched}
+    results["rebuild"] = await rebuild_against_raw_read(service_db)
     return results
 
 
@@ -181,6 +206,13 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         if scenario == "hot":
             pairs = [f"{r['winners']} / {r['overlapping_pairs']}" for r in (service, crud)]
             print(f"| hot | winners / overlapping pairs | {pairs[0]} | {pairs[1]} | |")
+    rebuilt = results["rebuild"]
+    ratio = rebuilt["rebuild_per_second"] / rebuilt["raw_per_second"]
+    print(
+        f"\nrebuild of {rebuilt['events']:,} events: "
+        f"{rebuilt['rebuild_per_second']:,.0f} events/s; "
+        f"reading them raw: {rebuilt['raw_per_second']:,.0f} events/s; ratio {ratio:.2f}"
+    )
 
 
 if __name__ == "__main__":
