@@ -41,8 +41,13 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
+    # Nothing in the background: its transactions would hold the feed back for a moment.
     return Settings(
-        database_url=database_url, snapshot_every=10, settle_seconds=0, webhook_seconds=0
+        database_url=database_url,
+        snapshot_every=10,
+        settle_seconds=0,
+        project_seconds=0,
+        webhook_seconds=0,
     )
 
 

@@ -460,7 +460,7 @@ async def test_a_new_projection_back_fills_from_the_first_event(
 class Failing:
     """A projection that fails on its first `times` events (always, when None).
 
-    The session's shared app runs `keep_projecting` too, with the same `BACKGROUND`: on any
+    Should another app run `keep_projecting` with the same `BACKGROUND` meanwhile, on any
     database but this module's it always fails, so it neither counts nor writes there.
     """
 
