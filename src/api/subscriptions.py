@@ -6,16 +6,16 @@ from typing import Annotated
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
-import asyncpg
 from litestar import Controller, Response, delete, get, post
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
 from msgspec import Meta, Struct
 
-from api.dependencies import Commands, Db
+from api.dependencies import Commands, Db, Store
 from api.errors import InvalidInputError
 from api.params import next_page, page_after, parse_uuid, strict_body
 from events.resource import EVENT_TYPES
+from events.store import EventStore
 from webhooks import subscriptions
 from webhooks.subscriptions import Subscription, SubscriptionView
 
@@ -82,8 +82,9 @@ def check_event_types(event_types: list[str] | None) -> list[str] | None:
     return sorted(set(event_types))
 
 
-async def check_position(db: asyncpg.Pool, position: int, field: str) -> int:
-    if not await subscriptions.in_log(db, position):
+async def check_position(store: EventStore, position: int, field: str) -> int:
+    """A valid cursor: 0 (the start), or where an event stands."""
+    if position and not await store.has_position(position):
         raise InvalidInputError(field, f"no event has position {position} (0: the start)")
     return position
 
@@ -98,7 +99,11 @@ class SubscriptionController(Controller):
 
     @post("/", status_code=201)
     async def subscribe(
-        self, data: SkipValidation[JSONBody[SubscriptionCreate]], db: Db, commands: Commands
+        self,
+        data: SkipValidation[JSONBody[SubscriptionCreate]],
+        db: Db,
+        store: Store,
+        commands: Commands,
     ) -> Response[Subscription]:
         """Subscribe a URL to the events of the feed; the answer holds the signing secret, which
         is never shown again."""
@@ -107,7 +112,7 @@ class SubscriptionController(Controller):
         if body.after is None:
             position = await subscriptions.feed_end(db)
         else:
-            position = await check_position(db, body.after, "after")
+            position = await check_position(store, body.after, "after")
         created = await subscriptions.create(
             db,
             subscription_id=uuid4(),
@@ -165,6 +170,7 @@ class SubscriptionController(Controller):
         self,
         subscription_id: FromPath[str],
         db: Db,
+        store: Store,
         commands: Commands,
         after: Annotated[
             int,
@@ -176,7 +182,7 @@ class SubscriptionController(Controller):
         key = parse_uuid(subscription_id, "subscription_id")
         if await subscriptions.get(db, key) is None:
             raise not_found(key)
-        position = await check_position(db, after, "after")
+        position = await check_position(store, after, "after")
         view = await subscriptions.replay(db, key, position, commands.clock())
         if view is None:
             raise not_found(key)

@@ -79,7 +79,6 @@ WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
 ORDER BY transaction_id DESC, position DESC
 LIMIT 1
 """
-IN_LOG = "SELECT EXISTS (SELECT 1 FROM events WHERE position = $1)"
 
 # One statement: pick the active subscription due longest ago that nobody holds, and hold it.
 LEASE_DUE = f"""
@@ -179,11 +178,6 @@ async def feed_end(db: asyncpg.Pool) -> int:
     """The position of the newest event in the feed (0 if none): a cursor for "from now on"."""
     position: int | None = await db.fetchval(FEED_END)
     return position or 0
-
-
-async def in_log(db: asyncpg.Pool, position: int) -> bool:
-    """Whether an event has this position (a valid cursor), or it is 0 (the start)."""
-    return position == 0 or bool(await db.fetchval(IN_LOG, position))
 
 
 async def lease_due(
