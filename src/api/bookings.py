@@ -40,14 +40,14 @@ class BookingController(Controller):
         self,
         data: SkipValidation[JSONBody[BookingCreate]],
         commands: Commands,
-        db: Db,
         actor: Actor,
     ) -> Response[BookingView]:
         """Book a resource for `[start_time, end_time)`; 409 if the slot is taken."""
         body = strict_body(data, BookingCreate)
-        booking_id = await commands.create_booking(CreateBooking(**asdict(body), actor=actor))
-        view = await fetch_booking(db, str(booking_id))
-        return Response(view, status_code=201, headers={"Location": f"/bookings/{booking_id}"})
+        event = await commands.create_booking(CreateBooking(**asdict(body), actor=actor))
+        view = bookings.created(event)
+        location = f"/bookings/{event.booking_id}"
+        return Response(view, status_code=201, headers={"Location": location})
 
     @get("/{booking_id:str}")
     async def fetch(
@@ -58,9 +58,8 @@ class BookingController(Controller):
         if as_of is None:
             return view
         at = parse_time(as_of, "as_of")
-        then = bookings.fold(
-            await store.read_positions(await history.positions_until(db, view.booking_id, at))
-        )
+        positions = await history.positions_until(db, view.booking_id, at)
+        then = bookings.fold(r.event for r in await store.read_positions(positions))
         if then is None:
             raise InvalidInputError("as_of", f"booking {view.booking_id} did not exist yet then")
         return then

@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from uuid import UUID, uuid4
 
 from commands.errors import BookingClosedError, BookingNotFoundError, ContentionError, DomainError
 from commands.repository import ResourceRepository
 from commands.resource import PENDING, Resource, Role
+from events.resource import BookingCreated
 from events.store import ConcurrencyError, RecordedEvent
 
 Clock = Callable[[], datetime]
@@ -168,7 +169,8 @@ class CommandHandlers:
 
         await self._on_resource(command.resource_id, decide)
 
-    async def create_booking(self, command: CreateBooking) -> UUID:
+    async def create_booking(self, command: CreateBooking) -> BookingCreated:
+        """Book the slot; the event that records the booking."""
         booking_id = uuid4()
 
         def decide(resource: Resource, now: datetime) -> None:
@@ -182,8 +184,8 @@ class CommandHandlers:
                 now=now,
             )
 
-        await self._on_resource(command.resource_id, decide)
-        return booking_id
+        [recorded] = await self._on_resource(command.resource_id, decide)
+        return cast(BookingCreated, recorded.event)
 
     async def modify_booking(self, command: ModifyBooking) -> None:
         def modify(resource: Resource, now: datetime) -> None:

@@ -8,8 +8,10 @@ transaction still running are returned, ordered by (transaction id, position), s
 follows it never misses an event that commits later below its cursor.
 """
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -40,17 +42,37 @@ class RecordedEvent:
     event: DomainEvent
 
 
-Projector = Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]
-"""Writes read models for newly recorded events, inside the appending transaction."""
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A data-modifying statement that projects events into a read model. It runs as a part of
+    the statement that appends them and may read `ev (stream_id, version, position)`, the
+    events being projected; its parameters are `$1` ... `$n`."""
+
+    sql: str
+    args: tuple[Any, ...] = ()
+
+    @classmethod
+    def of_rows(cls, sql: str, rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> "Write":
+        """A write whose parameters are the rows, one array per column (a missing value is
+        NULL), for `unnest`."""
+        rows = list(rows)
+        return cls(sql, tuple([row.get(column) for row in rows] for column in columns))
 
 
+Projector = Callable[[Sequence[DomainEvent]], list[Write]]
+"""The read-model writes for events (of one or more streams, in log order)."""
+
+
+# The events, and the projection's writes after it, in one statement: one round trip, atomic
+# without a transaction block.
 INSERT_EVENTS = """
 INSERT INTO events (stream_id, version, topic, state)
 SELECT * FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::jsonb[])
-RETURNING position
+RETURNING stream_id, version, position
 """
-UPSERT_SNAPSHOT = """
-INSERT INTO snapshots (stream_id, version, topic, state) VALUES ($1, $2, $3, $4::jsonb)
+UPSERT_SNAPSHOTS = """
+INSERT INTO snapshots (stream_id, version, topic, state)
+SELECT * FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::jsonb[])
 ON CONFLICT (stream_id) DO UPDATE
 SET version = excluded.version, topic = excluded.topic, state = excluded.state
 WHERE snapshots.version < excluded.version
@@ -88,6 +110,28 @@ LIMIT $2
 """
 
 
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+def chain(events: Write, writes: Iterable[Write]) -> tuple[str, list[Any]]:
+    """One statement of `events` (as `ev`) and the writes, returning `ev`'s rows.
+
+    Each part sees the tables as they were before the statement: a part must not touch a row
+    that another part writes.
+    """
+    parts: list[str] = []
+    args: list[Any] = []
+    for write in (events, *writes):
+        parts.append(_PARAMETER.sub(partial(_shifted, by=len(args)), write.sql))
+        args.extend(write.args)
+    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(parts[1:]))
+    return f"WITH ev AS ({parts[0]}){', ' if ctes else ''}{ctes} SELECT * FROM ev", args
+
+
+def _shifted(parameter: re.Match[str], by: int) -> str:
+    return f"${int(parameter[1]) + by}"
+
+
 def new_mapper(*transcodings: Transcoding) -> Mapper[UUID]:
     """A JSON mapper that knows UUIDs, datetimes and the given extra value types."""
     transcoder = JSONTranscoder()
@@ -112,14 +156,19 @@ class EventStore:
     async def append(
         self, events: Sequence[DomainEvent], snapshots: Sequence[Snapshot] = ()
     ) -> list[RecordedEvent]:
-        """Record events (of one or more streams) atomically, project them, return them.
+        """Record events (of one or more streams) and snapshots, project them, return them:
+        one statement, so all of it or nothing.
 
         Each event's version must be free in its stream: the first event of an aggregate
         loaded at version N carries N + 1, so the unique key enforces the expected version.
         """
-        stored = [self.mapper.to_stored_event(event) for event in events]
+        to_stored = self.mapper.to_stored_event
+        writes = self.projector(events) if self.projector else []
+        if snapshots:
+            writes.append(Write(UPSERT_SNAPSHOTS, _columns(map(to_stored, snapshots))))
+        sql, args = chain(Write(INSERT_EVENTS, _columns(map(to_stored, events))), writes)
         try:
-            return await self._append(stored, events, snapshots)
+            rows = await self.pool.fetch(sql, *args)
         except asyncpg.UniqueViolationError as error:
             if error.table_name != "events":
                 raise
@@ -127,37 +176,8 @@ class EventStore:
         except asyncpg.DeadlockDetectedError as error:
             # Two appends to the same streams crossing (a move from A to B and one from B to A).
             raise ConcurrencyError(str(error)) from error
-
-    async def _append(
-        self,
-        stored: Sequence[StoredEvent],
-        events: Sequence[DomainEvent],
-        snapshots: Sequence[Snapshot],
-    ) -> list[RecordedEvent]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                INSERT_EVENTS,
-                [s.originator_id for s in stored],
-                [s.originator_version for s in stored],
-                [s.topic for s in stored],
-                [s.state.decode() for s in stored],
-            )
-            recorded = [
-                RecordedEvent(row["position"], event)
-                for row, event in zip(rows, events, strict=True)
-            ]
-            for snapshot in snapshots:
-                s = self.mapper.to_stored_event(snapshot)
-                await conn.execute(
-                    UPSERT_SNAPSHOT,
-                    s.originator_id,
-                    s.originator_version,
-                    s.topic,
-                    s.state.decode(),
-                )
-            if self.projector is not None:
-                await self.projector(conn, recorded)
-        return recorded
+        positions = {(row["stream_id"], row["version"]): row["position"] for row in rows}
+        return [RecordedEvent(positions[e.originator_id, e.originator_version], e) for e in events]
 
     async def load(self, stream_id: UUID) -> tuple[Snapshot | None, list[DomainEvent]]:
         """The stream's latest snapshot (or None) and the events recorded after it."""
@@ -211,3 +231,9 @@ class EventStore:
     def _decode(self, stream_id: UUID, row: Any) -> Any:
         stored = StoredEvent(stream_id, row["version"], row["topic"], row["state"].encode())
         return self.mapper.to_domain_event(stored)
+
+
+def _columns(stored: Iterable[StoredEvent]) -> tuple[list[Any], ...]:
+    """Stored events as the four arrays `unnest` turns into rows."""
+    rows = [(s.originator_id, s.originator_version, s.topic, s.state.decode()) for s in stored]
+    return tuple(map(list, zip(*rows, strict=True))) if rows else ([], [], [], [])

@@ -1,12 +1,12 @@
 """The availability view: the bookings that hold a resource's time, the owner's closures, and
 the free and bookable time around them."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-import asyncpg
 import msgspec
 
 from commands.policy import Closure, Hold, Policy
@@ -19,8 +19,9 @@ from events.resource import (
     ClosureAdded,
     ClosureRemoved,
 )
-from events.store import EventStore, RecordedEvent
+from events.store import EventStore, Write
 from projections.resources import ResourceView
+from projections.rows import Rows, Table
 
 OPEN = ("pending", "confirmed")
 
@@ -46,32 +47,58 @@ class ClosureView(msgspec.Struct, kw_only=True):
     created_at: datetime
 
 
-PUT_SLOT = """
+PUT_SLOTS = """
 INSERT INTO slots (booking_id, resource_id, start_time, end_time, status, approval_deadline)
-VALUES ($1, $2, $3, $4, $5, $6)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[],
+                     $6::timestamptz[])
 ON CONFLICT (booking_id) DO UPDATE
 SET resource_id = excluded.resource_id, start_time = excluded.start_time,
     end_time = excluded.end_time, status = excluded.status,
     approval_deadline = excluded.approval_deadline
 """
-MOVE = """
-UPDATE slots SET start_time = COALESCE($2, start_time), end_time = COALESCE($3, end_time)
-WHERE booking_id = $1
+# Slots projected before: NULL keeps a column.
+CHANGE_SLOTS = """
+UPDATE slots s
+SET start_time = COALESCE(c.start_time, s.start_time), end_time = COALESCE(c.end_time, s.end_time),
+    status = COALESCE(c.status, s.status)
+FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[])
+     AS c(booking_id, start_time, end_time, status)
+WHERE s.booking_id = c.booking_id
 """
-CONFIRM = "UPDATE slots SET status = 'confirmed' WHERE booking_id = $1"
-# A booking leaves the resource it is on (a move-in may be projected before the move-out).
-DELETE = "DELETE FROM slots WHERE booking_id = $1 AND resource_id = $2"
+DELETE_SLOTS = "DELETE FROM slots WHERE booking_id = ANY($1::uuid[])"
+SLOTS = Table(
+    key="booking_id",
+    put=PUT_SLOTS,
+    put_columns=(
+        "booking_id",
+        "resource_id",
+        "start_time",
+        "end_time",
+        "status",
+        "approval_deadline",
+    ),
+    change=CHANGE_SLOTS,
+    change_columns=("booking_id", "start_time", "end_time", "status"),
+    delete=DELETE_SLOTS,
+)
 # Every slot that overlaps [$2, $3); the index on (resource_id, end_time) skips the past.
 BUSY = """
 SELECT booking_id, start_time, end_time, status, approval_deadline FROM slots
 WHERE resource_id = $1 AND end_time > $2 AND start_time < $3
 ORDER BY start_time, booking_id
 """
-ADD_CLOSURE = """
+ADD_CLOSURES = """
 INSERT INTO closures (closure_id, resource_id, start_time, end_time, reason, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[],
+                     $6::timestamptz[])
 """
-REMOVE_CLOSURE = "DELETE FROM closures WHERE closure_id = $1"
+REMOVE_CLOSURES = "DELETE FROM closures WHERE closure_id = ANY($1::uuid[])"
+CLOSURES_TABLE = Table(
+    key="closure_id",
+    put=ADD_CLOSURES,
+    put_columns=("closure_id", "resource_id", "start_time", "end_time", "reason", "created_at"),
+    delete=REMOVE_CLOSURES,
+)
 CLOSURES = """
 SELECT closure_id, resource_id, start_time, end_time, reason, created_at FROM closures
 WHERE resource_id = $1 AND end_time > $2 AND start_time < $3
@@ -84,38 +111,39 @@ WHERE resource_id = $1 AND closure_id = $2
 TABLES = ("slots", "closures")
 
 
-async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
-    event = recorded.event
-    resource_id = event.originator_id
-    if isinstance(event, BookingCreated | BookingMovedIn):
-        await conn.execute(
-            PUT_SLOT,
-            event.booking_id,
-            resource_id,
-            event.start_time,
-            event.end_time,
-            event.status,
-            event.approval_deadline,
-        )
-    elif isinstance(event, BookingModified):
-        if event.start_time or event.end_time:
-            await conn.execute(MOVE, event.booking_id, event.start_time, event.end_time)
-    elif isinstance(event, BookingApproved):
-        await conn.execute(CONFIRM, event.booking_id)
-    elif isinstance(event, ClosureAdded):
-        await conn.execute(
-            ADD_CLOSURE,
-            event.closure_id,
-            resource_id,
-            event.start_time,
-            event.end_time,
-            event.reason,
-            event.timestamp,
-        )
-    elif isinstance(event, ClosureRemoved):
-        await conn.execute(REMOVE_CLOSURE, event.closure_id)
-    elif hasattr(event, "booking_id"):  # every other booking event closes it here
-        await conn.execute(DELETE, event.booking_id, resource_id)
+def writes(events: Sequence[Any]) -> list[Write]:
+    slots, closures = Rows(SLOTS), Rows(CLOSURES_TABLE)
+    for event in events:
+        if isinstance(event, BookingCreated | BookingMovedIn):
+            row = {
+                "booking_id": event.booking_id,
+                "resource_id": event.originator_id,
+                "start_time": event.start_time,
+                "end_time": event.end_time,
+                "status": event.status,
+                "approval_deadline": event.approval_deadline,
+            }
+            slots.put_row(event.booking_id, row)
+        elif isinstance(event, BookingModified):
+            times = {"start_time": event.start_time, "end_time": event.end_time}
+            slots.change(event.booking_id, {k: v for k, v in times.items() if v is not None})
+        elif isinstance(event, BookingApproved):
+            slots.change(event.booking_id, {"status": "confirmed"})
+        elif isinstance(event, ClosureAdded):
+            row = {
+                "closure_id": event.closure_id,
+                "resource_id": event.originator_id,
+                "start_time": event.start_time,
+                "end_time": event.end_time,
+                "reason": event.reason,
+                "created_at": event.timestamp,
+            }
+            closures.put_row(event.closure_id, row)
+        elif isinstance(event, ClosureRemoved):
+            closures.delete(event.closure_id)
+        elif hasattr(event, "booking_id"):  # every other booking event frees its slot
+            slots.delete(event.booking_id)
+    return slots.writes() + closures.writes()
 
 
 async def busy(

@@ -1,11 +1,10 @@
 """The bookings read model: one row per booking, its current state."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import msgspec
 
 from events.resource import (
@@ -19,7 +18,8 @@ from events.resource import (
     BookingNoShow,
     BookingRejected,
 )
-from events.store import RecordedEvent
+from events.store import Write
+from projections.rows import Rows, Table
 
 
 class BookingView(msgspec.Struct, kw_only=True):
@@ -42,22 +42,56 @@ class BookingFilter(msgspec.Struct, kw_only=True):
     window_end: datetime | None = None
 
 
-INSERT = """
+NEW = """
 INSERT INTO bookings (booking_id, resource_id, client_id, start_time, end_time, status, details,
                       approval_deadline, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
+                     $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                     $10::timestamptz[])
 """
-MOVE_IN = """
-UPDATE bookings SET resource_id = $2, start_time = $3, end_time = $4, status = $5,
-                    details = COALESCE($6, details), approval_deadline = $7, updated_at = $8
-WHERE booking_id = $1
+# Changes to bookings projected before: NULL keeps a column. A move (the one change that sets
+# `resource_id`) also sets the approval deadline, NULL included.
+CHANGE = """
+UPDATE bookings b
+SET resource_id = COALESCE(c.resource_id, b.resource_id),
+    start_time = COALESCE(c.start_time, b.start_time), end_time = COALESCE(c.end_time, b.end_time),
+    status = COALESCE(c.status, b.status), details = COALESCE(c.details, b.details),
+    approval_deadline = CASE WHEN c.resource_id IS NULL THEN b.approval_deadline
+                             ELSE c.approval_deadline END,
+    updated_at = c.updated_at
+FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[],
+            $7::timestamptz[], $8::timestamptz[])
+     AS c(booking_id, resource_id, start_time, end_time, status, details, approval_deadline,
+          updated_at)
+WHERE b.booking_id = c.booking_id
 """
-MODIFY = """
-UPDATE bookings SET start_time = COALESCE($2, start_time), end_time = COALESCE($3, end_time),
-                    details = COALESCE($4, details), updated_at = $5
-WHERE booking_id = $1
-"""
-SET_STATUS = "UPDATE bookings SET status = $2, updated_at = $3 WHERE booking_id = $1"
+TABLE = Table(
+    key="booking_id",
+    put=NEW,
+    put_columns=(
+        "booking_id",
+        "resource_id",
+        "client_id",
+        "start_time",
+        "end_time",
+        "status",
+        "details",
+        "approval_deadline",
+        "created_at",
+        "updated_at",
+    ),
+    change=CHANGE,
+    change_columns=(
+        "booking_id",
+        "resource_id",
+        "start_time",
+        "end_time",
+        "status",
+        "details",
+        "approval_deadline",
+        "updated_at",
+    ),
+)
 COLUMNS = """booking_id, resource_id, start_time, end_time, client_id, status, details,
              created_at, updated_at"""
 SELECT = f"SELECT {COLUMNS} FROM bookings WHERE booking_id = $1"
@@ -98,44 +132,55 @@ STATUS_OF = {
 }
 
 
-async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
-    event: Any = recorded.event
+def changes(event: Any) -> dict[str, Any]:
+    """The columns an event sets on its booking's row (none for events of no booking)."""
     if isinstance(event, BookingCreated):
-        await conn.execute(
-            INSERT,
-            event.booking_id,
-            event.originator_id,
-            event.client_id,
-            event.start_time,
-            event.end_time,
-            event.status,
-            event.details,
-            event.approval_deadline,
-            event.timestamp,
-        )
-    elif isinstance(event, BookingMovedIn):
-        await conn.execute(
-            MOVE_IN,
-            event.booking_id,
-            event.originator_id,
-            event.start_time,
-            event.end_time,
-            event.status,
-            event.details,
-            event.approval_deadline,
-            event.timestamp,
-        )
+        return {
+            "booking_id": event.booking_id,
+            "resource_id": event.originator_id,
+            "client_id": event.client_id,
+            "start_time": event.start_time,
+            "end_time": event.end_time,
+            "status": event.status,
+            "details": event.details,
+            "approval_deadline": event.approval_deadline,
+            "created_at": event.timestamp,
+            "updated_at": event.timestamp,
+        }
+    if isinstance(event, BookingMovedIn):
+        columns = {
+            "resource_id": event.originator_id,
+            "start_time": event.start_time,
+            "end_time": event.end_time,
+            "status": event.status,
+            "details": event.details,
+        }
     elif isinstance(event, BookingModified):
-        await conn.execute(
-            MODIFY,
-            event.booking_id,
-            event.start_time,
-            event.end_time,
-            event.details,
-            event.timestamp,
-        )
+        columns = {
+            "start_time": event.start_time,
+            "end_time": event.end_time,
+            "details": event.details,
+        }
     elif (status := STATUS_OF.get(type(event))) is not None:
-        await conn.execute(SET_STATUS, event.booking_id, status, event.timestamp)
+        columns = {"status": status}
+    else:
+        return {}  # moved out: the moved-in event that comes with it says where to
+    # None leaves a column as it was; a move sets the deadline (None lifts it).
+    changed = {column: value for column, value in columns.items() if value is not None}
+    if isinstance(event, BookingMovedIn):
+        changed["approval_deadline"] = event.approval_deadline
+    return changed | {"updated_at": event.timestamp}
+
+
+def writes(events: Sequence[Any]) -> list[Write]:
+    rows = Rows(TABLE)
+    for event in events:
+        if columns := changes(event):
+            if isinstance(event, BookingCreated):
+                rows.put_row(event.booking_id, columns)
+            else:
+                rows.change(event.booking_id, columns)
+    return rows.writes()
 
 
 async def get(conn: Any, booking_id: UUID) -> BookingView | None:
@@ -177,38 +222,19 @@ def _uuid(value: UUID) -> UUID:
     return UUID(int=value.int)
 
 
-def fold(recorded: Iterable[RecordedEvent]) -> BookingView | None:
-    """A booking as its events (oldest first) leave it: what `project` writes to the table,
+def created(event: BookingCreated) -> BookingView:
+    """A booking as its first event makes it."""
+    return msgspec.convert(changes(event), BookingView)
+
+
+def fold(events: Iterable[Any]) -> BookingView | None:
+    """A booking as its events (oldest first) leave it: what `writes` makes of its row,
     computed in memory, for answering as of a past moment."""
-    view: BookingView | None = None
-    for r in recorded:
-        event: Any = r.event
+    row: dict[str, Any] | None = None
+    for event in events:
+        columns = changes(event)
         if isinstance(event, BookingCreated):
-            view = BookingView(
-                booking_id=event.booking_id,
-                resource_id=event.originator_id,
-                start_time=event.start_time,
-                end_time=event.end_time,
-                client_id=event.client_id,
-                status=event.status,
-                details=event.details,
-                created_at=event.timestamp,
-                updated_at=event.timestamp,
-            )
-            continue
-        if view is None:
-            continue
-        if isinstance(event, BookingMovedIn):
-            view.resource_id, view.status = event.originator_id, event.status
-            view.start_time, view.end_time = event.start_time, event.end_time
-            view.details = event.details if event.details is not None else view.details
-        elif isinstance(event, BookingModified):
-            view.start_time = event.start_time or view.start_time
-            view.end_time = event.end_time or view.end_time
-            view.details = event.details if event.details is not None else view.details
-        elif (status := STATUS_OF.get(type(event))) is not None:
-            view.status = status
-        else:
-            continue  # moved out: the moved-in event that comes with it says where to
-        view.updated_at = event.timestamp
-    return view
+            row = columns
+        elif row is not None:
+            row.update(columns)
+    return None if row is None else msgspec.convert(row, BookingView)

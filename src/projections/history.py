@@ -1,15 +1,15 @@
 """The booking history read model: every event about a booking, oldest first."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import msgspec
 
 from events.feed import event_data
 from events.resource import EVENT_TYPES
-from events.store import RecordedEvent
+from events.store import RecordedEvent, Write
 
 
 class HistoryEntry(msgspec.Struct, kw_only=True):
@@ -21,10 +21,15 @@ class HistoryEntry(msgspec.Struct, kw_only=True):
     data: dict[str, Any]
 
 
+# The position comes from `ev`, the events being projected.
 INSERT = """
 INSERT INTO booking_history (booking_id, position, version, type, occurred_at, actor, data)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+SELECT h.booking_id, ev.position, h.version, h.type, h.occurred_at, h.actor, h.data
+FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[],
+            $7::jsonb[]) AS h(stream_id, version, booking_id, type, occurred_at, actor, data)
+JOIN ev USING (stream_id, version)
 """
+COLUMNS = ("stream_id", "version", "booking_id", "type", "occurred_at", "actor", "data")
 SELECT = """
 SELECT position, version, type, occurred_at, actor, data::text FROM booking_history
 WHERE booking_id = $1 ORDER BY position
@@ -36,19 +41,21 @@ TABLES = ("booking_history",)
 _BOOKING = frozenset({"booking_id"})
 
 
-async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
-    event: Any = recorded.event
-    if hasattr(event, "booking_id"):
-        await conn.execute(
-            INSERT,
-            event.booking_id,
-            recorded.position,
-            event.originator_version,
-            EVENT_TYPES[type(event)],
-            event.timestamp,
-            event.actor,
-            msgspec.json.encode(event_data(event, _BOOKING)).decode(),
-        )
+def writes(events: Sequence[Any]) -> list[Write]:
+    rows = [
+        {
+            "stream_id": event.originator_id,
+            "version": event.originator_version,
+            "booking_id": event.booking_id,
+            "type": EVENT_TYPES[type(event)],
+            "occurred_at": event.timestamp,
+            "actor": event.actor,
+            "data": msgspec.json.encode(event_data(event, _BOOKING)).decode(),
+        }
+        for event in events
+        if hasattr(event, "booking_id")
+    ]
+    return [Write.of_rows(INSERT, rows, COLUMNS)] if rows else []
 
 
 async def of_booking(conn: Any, booking_id: UUID) -> list[HistoryEntry]:

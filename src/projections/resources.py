@@ -1,16 +1,17 @@
 """The resources read model: settings, rules, retirement."""
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import msgspec
 
 from commands.policy import RULE_NAMES, Policy, Rules
 from commands.resource import SETTINGS
 from events.resource import ResourceRegistered, ResourceRetired, ResourceUpdated
-from events.store import RecordedEvent
+from events.store import Write
+from projections.rows import Rows, Table
 
 
 class OpenInterval(msgspec.Struct):
@@ -52,20 +53,57 @@ class ResourceView(msgspec.Struct, kw_only=True):
         return Policy(self.resource_id, self.timezone, self.capacity, rules)
 
 
-INSERT = """
+PUT = """
 INSERT INTO resources (resource_id, name, timezone, capacity, requires_approval, details, rules,
-                       created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $8)
+                       retired_at, created_at, updated_at)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::boolean[],
+                     $6::text[], $7::jsonb[], $8::timestamptz[], $9::timestamptz[],
+                     $10::timestamptz[])
 """
-UPDATE = """
-UPDATE resources SET name = COALESCE($2, name), timezone = COALESCE($3, timezone),
-                     capacity = COALESCE($4, capacity),
-                     requires_approval = COALESCE($5, requires_approval),
-                     details = CASE WHEN $6 THEN $7 ELSE details END,
-                     rules = rules || $8::jsonb, updated_at = $9
-WHERE resource_id = $1
+# Changes to resources projected before: NULL keeps a column; `rules` holds the changed rules.
+CHANGE = """
+UPDATE resources r
+SET name = COALESCE(c.name, r.name), timezone = COALESCE(c.timezone, r.timezone),
+    capacity = COALESCE(c.capacity, r.capacity),
+    requires_approval = COALESCE(c.requires_approval, r.requires_approval),
+    details = CASE WHEN c.sets_details THEN c.details ELSE r.details END,
+    rules = r.rules || COALESCE(c.rules, '{}'), retired_at = COALESCE(c.retired_at, r.retired_at),
+    updated_at = c.updated_at
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::boolean[], $6::boolean[],
+            $7::text[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])
+     AS c(resource_id, name, timezone, capacity, requires_approval, sets_details, details, rules,
+          retired_at, updated_at)
+WHERE r.resource_id = c.resource_id
 """
-RETIRE = "UPDATE resources SET retired_at = $2, updated_at = $2 WHERE resource_id = $1"
+TABLE = Table(
+    key="resource_id",
+    put=PUT,
+    put_columns=(
+        "resource_id",
+        "name",
+        "timezone",
+        "capacity",
+        "requires_approval",
+        "details",
+        "rules",
+        "retired_at",
+        "created_at",
+        "updated_at",
+    ),
+    change=CHANGE,
+    change_columns=(
+        "resource_id",
+        "name",
+        "timezone",
+        "capacity",
+        "requires_approval",
+        "sets_details",
+        "details",
+        "rules",
+        "retired_at",
+        "updated_at",
+    ),
+)
 COLUMNS = """resource_id, name, timezone, capacity, requires_approval, details, rules::text,
              retired_at, created_at, updated_at"""
 SELECT = f"SELECT {COLUMNS} FROM resources WHERE resource_id = $1"
@@ -80,40 +118,39 @@ LIMIT $4
 TABLES = ("resources",)
 
 
-def _json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
-
-
-async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
-    event = recorded.event
-    if isinstance(event, ResourceRegistered):
-        await conn.execute(
-            INSERT,
-            event.originator_id,
-            event.name,
-            event.timezone,
-            event.capacity,
-            event.requires_approval,
-            event.details,
-            _json(event.rules or {}),
-            event.timestamp,
-        )
-    elif isinstance(event, ResourceUpdated):
-        changes = event.changes
-        await conn.execute(
-            UPDATE,
-            event.originator_id,
-            changes.get("name"),
-            changes.get("timezone"),
-            changes.get("capacity"),
-            changes.get("requires_approval"),
-            "details" in changes,
-            changes.get("details"),
-            _json({k: v for k, v in changes.items() if k not in SETTINGS}),
-            event.timestamp,
-        )
-    elif isinstance(event, ResourceRetired):
-        await conn.execute(RETIRE, event.originator_id, event.timestamp)
+def writes(events: Sequence[Any]) -> list[Write]:
+    rows = Rows(TABLE)
+    rules: dict[UUID, dict[str, Any]] = {}  # by resource: what the events set, merged
+    for event in events:
+        resource_id = event.originator_id
+        if isinstance(event, ResourceRegistered):
+            rules[resource_id] = dict(event.rules or {})
+            row = {
+                "resource_id": resource_id,
+                "name": event.name,
+                "timezone": event.timezone,
+                "capacity": event.capacity,
+                "requires_approval": event.requires_approval,
+                "details": event.details,
+                "created_at": event.timestamp,
+                "updated_at": event.timestamp,
+            }
+            rows.put_row(resource_id, row)
+        elif isinstance(event, ResourceUpdated):
+            changes = event.changes
+            rules.setdefault(resource_id, {}).update(
+                {k: v for k, v in changes.items() if k not in SETTINGS}
+            )
+            columns = {k: v for k, v in changes.items() if k in SETTINGS and k != "details"}
+            if "details" in changes:
+                columns |= {"details": changes["details"], "sets_details": True}
+            rows.change(resource_id, columns | {"updated_at": event.timestamp})
+        elif isinstance(event, ResourceRetired):
+            rows.change(resource_id, {"retired_at": event.timestamp, "updated_at": event.timestamp})
+    for resource_id, merged in rules.items():
+        if merged or resource_id in rows.put:
+            rows.change(resource_id, {"rules": msgspec.json.encode(merged).decode()})
+    return rows.writes()
 
 
 def _view(row: Any) -> ResourceView:

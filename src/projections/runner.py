@@ -1,47 +1,56 @@
-"""Runs the projectors: inline for each append, and from the first event for a rebuild.
+"""Runs the projectors: inline in each append, and from the first event for a rebuild.
 
-Both paths use `project`, which tracks per stream the last version projected in the same
-transaction as the rows it writes, so an event is applied exactly once, whatever replays it.
+Every append moves its streams' marks in `projected_streams` in the statement that writes the
+read models; a replay projects only what is past each stream's mark, so an event is applied
+exactly once, whatever replays it.
 """
 
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from uuid import UUID
 
 import asyncpg
 
-from events.store import EventStore, RecordedEvent
+from events.store import DomainEvent, EventStore, RecordedEvent, Write, chain
 from projections import availability, bookings, history, resources
 
 PROJECTORS = (resources, bookings, availability, history)
 
-# Moves the stream's mark to `$2` and returns the previous mark (0 for a new stream); no row
-# comes back when the mark is already at or past `$2`, i.e. everything was projected.
-ADVANCE = """
-WITH previous AS (SELECT version FROM projected_streams WHERE stream_id = $1)
-INSERT INTO projected_streams (stream_id, version) VALUES ($1, $2)
+ADVANCE = Write("""
+INSERT INTO projected_streams (stream_id, version)
+SELECT stream_id, max(version) FROM ev GROUP BY stream_id
 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version
 WHERE projected_streams.version < excluded.version
-RETURNING COALESCE((SELECT version FROM previous), 0) AS previous
+""")
+MARKS = "SELECT stream_id, version FROM projected_streams WHERE stream_id = ANY($1::uuid[])"
+RECORDED = """
+SELECT * FROM unnest($1::uuid[], $2::integer[], $3::bigint[]) AS ev(stream_id, version, position)
 """
 
 
-async def project(conn: asyncpg.Connection, recorded: Sequence[RecordedEvent]) -> None:
-    """Apply each event not yet projected to every read model, in the order given (a move
-    touches two streams, and its events only make sense in order)."""
-    last: dict[UUID, int] = {}
-    for r in recorded:
-        stream_id = r.event.originator_id
-        last[stream_id] = max(last.get(stream_id, 0), r.event.originator_version)
-    projected = {}
-    for stream_id, version in last.items():
-        previous = await conn.fetchval(ADVANCE, stream_id, version)
-        projected[stream_id] = version if previous is None else previous
-    for r in recorded:
-        if r.event.originator_version > projected[r.event.originator_id]:
-            for projector in PROJECTORS:
-                await projector.project(conn, r)
+def project(events: Sequence[DomainEvent]) -> list[Write]:
+    """Every read model's writes for new events (in log order), and their streams' marks."""
+    return [ADVANCE, *(write for p in PROJECTORS for write in p.writes(events))]
+
+
+async def replay(conn: asyncpg.Connection, recorded: Sequence[RecordedEvent]) -> None:
+    """Project recorded events (in log order) that their streams' marks are not past yet.
+    For callers that hold the writers back, as a rebuild does, or that are alone."""
+    streams = list({r.event.originator_id for r in recorded})
+    marks = {row["stream_id"]: row["version"] for row in await conn.fetch(MARKS, streams)}
+    new = [r for r in recorded if r.event.originator_version > marks.get(r.event.originator_id, 0)]
+    if new:
+        rows = [
+            {
+                "stream_id": r.event.originator_id,
+                "version": r.event.originator_version,
+                "position": r.position,
+            }
+            for r in new
+        ]
+        head = Write.of_rows(RECORDED, rows, ("stream_id", "version", "position"))
+        sql, args = chain(head, project([r.event for r in new]))
+        await conn.execute(sql, *args)
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ async def rebuild(
         for table in TABLES:
             await conn.execute(f"DELETE FROM {table}")
         while batch := await store.read_all(conn, after, batch_size):
-            await project(conn, batch)
+            await replay(conn, batch)
             count += len(batch)
             after = batch[-1].position
             if progress:

@@ -7,7 +7,8 @@ import asyncio
 import copy
 import json
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import cast
 from uuid import UUID, uuid4
@@ -22,9 +23,8 @@ from commands.handlers import CancelBooking, CommandHandlers, CreateBooking
 from commands.repository import ResourceRepository
 from commands.resource import Resource
 from events.resource import BookingCancelled, BookingCreated, ResourceRegistered
-from events.store import ConcurrencyError, DomainEvent, EventStore, RecordedEvent
+from events.store import ConcurrencyError, DomainEvent, EventStore
 from projections import bookings
-from projections.runner import project
 
 HOUR = timedelta(hours=1)
 READ_MODEL_ROWS = {
@@ -276,17 +276,12 @@ async def test_an_open_transaction_on_one_stream_does_not_block_another(
     blocked, other = await new_resource(store), await new_resource(store)
     book(blocked, future(1), future(2))
     book(other, future(1), future(2))
-    entered, release = asyncio.Event(), asyncio.Event()
-    gated = EventStore(store.pool, store.mapper, projector=gate(entered, release))
-
-    held = asyncio.create_task(gated.append(blocked.collect_events()))
-    try:
-        await asyncio.wait_for(entered.wait(), timeout=10)
+    async with mark_held(pool, blocked.id):
+        held = asyncio.create_task(store.append(blocked.collect_events()))
+        await asyncio.wait_for(appending_waits(pool), timeout=10)
         recorded = await asyncio.wait_for(store.append(other.collect_events()), timeout=10)
         assert [r.event.originator_version for r in recorded] == [2]
         assert not held.done()
-    finally:
-        release.set()
     await held
     assert await stream_keys(pool, blocked.id) == [1, 2]
     assert await stream_keys(pool, other.id) == [1, 2]
@@ -358,17 +353,28 @@ async def test_snapshots_bound_the_load_and_give_the_same_decisions(
 # --- the global feed --------------------------------------------------------------------------
 
 
-def gate(
-    entered: asyncio.Event, release: asyncio.Event
-) -> Callable[[asyncpg.Connection, Sequence[RecordedEvent]], Awaitable[None]]:
-    """A projector that keeps the appending transaction open until released."""
+@asynccontextmanager
+async def mark_held(pool: asyncpg.Pool, stream_id: UUID) -> AsyncIterator[None]:
+    """Hold the stream's projection mark (its row in `projected_streams`), as a slow append
+    would: an append to the stream inserts its events, so takes their positions, then waits
+    in its statement, its transaction open, until the block ends."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT FROM projected_streams WHERE stream_id = $1 FOR UPDATE", stream_id
+        )
+        yield
 
-    async def projector(conn: asyncpg.Connection, recorded: Sequence[RecordedEvent]) -> None:
-        await project(conn, recorded)
-        entered.set()
-        await release.wait()
 
-    return projector
+async def appending_waits(pool: asyncpg.Pool) -> None:
+    """Return once an append waits for a lock in its statement."""
+    waiting = """
+        SELECT count(*) FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'
+    """
+    while True:
+        if await pool.fetchval(waiting):
+            return
+        await asyncio.sleep(0.01)
 
 
 async def test_feed_holds_back_events_behind_an_open_transaction(store: EventStore) -> None:
@@ -377,18 +383,13 @@ async def test_feed_holds_back_events_behind_an_open_transaction(store: EventSto
     start = await feed_tail(store)
     book(slow, future(1), future(2))
     book(fast, future(1), future(2))
-    entered, release = asyncio.Event(), asyncio.Event()
-    gated = EventStore(store.pool, store.mapper, projector=gate(entered, release))
-
-    held = asyncio.create_task(gated.append(slow.collect_events()))
-    try:
-        await asyncio.wait_for(entered.wait(), timeout=10)
+    async with mark_held(store.pool, slow.id):
+        held = asyncio.create_task(store.append(slow.collect_events()))
+        await asyncio.wait_for(appending_waits(store.pool), timeout=10)
         [fast_event] = await asyncio.wait_for(store.append(fast.collect_events()), timeout=10)
         visible = await asyncio.wait_for(store.read_feed(start), timeout=10)
         ours = {slow.id, fast.id}
         assert [r for r in visible if r.event.originator_id in ours] == []
-    finally:
-        release.set()
     [slow_event] = await held
     assert slow_event.position < fast_event.position
 
@@ -405,21 +406,23 @@ async def test_feed_reader_sees_every_event_once_while_many_write(store: EventSt
     start = await feed_tail(store)
     rng = random.Random(20310101)
 
-    async def slow_projector(conn: asyncpg.Connection, recorded: Sequence[RecordedEvent]) -> None:
-        await project(conn, recorded)
-        await asyncio.sleep(rng.uniform(0.0, 0.03))
-
-    slow_store = EventStore(store.pool, store.mapper, projector=slow_projector)
     streams: list[UUID] = []
 
+    async def slow_append(events: Sequence[DomainEvent]) -> None:
+        async with mark_held(store.pool, events[0].originator_id):
+            appending = asyncio.create_task(store.append(events))
+            await asyncio.sleep(rng.uniform(0.0, 0.03))
+        await appending
+
     async def write(n: int) -> None:
-        via = slow_store if n % 3 == 0 else store  # writers 0, 3, 6 hold their transactions
+        slow = n % 3 == 0  # writers 0, 3, 6 hold their transactions
         resource = registered(f"Writer {n}")
         streams.append(resource.id)
-        await via.append(resource.collect_events())
+        await store.append(resource.collect_events())
         for i in range(per_writer - 1):
             book(resource, future(i), future(i) + HOUR)
-            await via.append(resource.collect_events())
+            events = resource.collect_events()
+            await (slow_append(events) if slow else store.append(events))
             if rng.random() < 0.3:
                 await asyncio.sleep(0)
 
@@ -482,16 +485,22 @@ async def test_a_stale_process_does_not_refuse_on_what_it_missed(
     await second_repository.load(resource_id)  # the second process caches version 1
 
     # A booking the second process has not seen can still be cancelled through it...
-    unseen = await first.create_booking(CreateBooking(resource_id, uuid4(), future(1), future(2)))
+    unseen = (
+        await first.create_booking(CreateBooking(resource_id, uuid4(), future(1), future(2)))
+    ).booking_id
     await second.cancel_booking(CancelBooking(unseen))
     view = await bookings.get(pool, unseen)
     assert view is not None
     assert view.status == "cancelled"
 
     # ...and a slot freed by a cancellation it has not seen can be booked through it.
-    taken = await second.create_booking(CreateBooking(resource_id, uuid4(), future(3), future(4)))
+    taken = (
+        await second.create_booking(CreateBooking(resource_id, uuid4(), future(3), future(4)))
+    ).booking_id
     await first.cancel_booking(CancelBooking(taken))
-    again = await second.create_booking(CreateBooking(resource_id, uuid4(), future(3), future(4)))
+    again = (
+        await second.create_booking(CreateBooking(resource_id, uuid4(), future(3), future(4)))
+    ).booking_id
     assert again != taken
 
 
@@ -512,16 +521,22 @@ async def test_a_stale_process_reloads_after_a_conflict_and_decides_again(
     resource_id = (await new_resource(store)).id
     await second_repository.load(resource_id)
     assert _cached_version(second_repository, resource_id) == 1  # cached: soon stale
-    taken = await first.create_booking(CreateBooking(resource_id, client, future(1), future(3)))
+    taken = (
+        await first.create_booking(CreateBooking(resource_id, client, future(1), future(3)))
+    ).booking_id
 
     with pytest.raises(SlotTakenError) as refused:
         await second.create_booking(CreateBooking(resource_id, client, future(2), future(4)))
     assert refused.value.conflicting_booking_ids == [taken]
     assert _cached_version(second_repository, resource_id) == 2  # it reloaded
 
-    other = await first.create_booking(CreateBooking(resource_id, client, future(5), future(6)))
+    other = (
+        await first.create_booking(CreateBooking(resource_id, client, future(5), future(6)))
+    ).booking_id
     assert _cached_version(second_repository, resource_id) == 2  # stale again
-    free = await second.create_booking(CreateBooking(resource_id, client, future(3), future(5)))
+    free = (
+        await second.create_booking(CreateBooking(resource_id, client, future(3), future(5)))
+    ).booking_id
 
     assert await stream_keys(pool, resource_id) == [1, 2, 3, 4]
     _, events = await store.load(resource_id)

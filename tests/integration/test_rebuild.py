@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import random
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -9,12 +10,13 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
+import pytest
 from litestar.testing import AsyncTestClient
 
 from commands.handlers import CommandHandlers, CreateBooking
 from commands.repository import ResourceRepository
 from events.store import EventStore
-from projections.runner import TABLES, project, rebuild
+from projections.runner import TABLES, rebuild, replay
 
 PRIMARY_KEY = """
 SELECT a.attname
@@ -59,6 +61,10 @@ async def dump_stream(conn: Any, resource_id: UUID) -> Dump:
         "slots": [
             tuple(r.values())
             for r in await conn.fetch(by_resource.format("slots", "booking_id"), resource_id)
+        ],
+        "closures": [
+            tuple(r.values())
+            for r in await conn.fetch(by_resource.format("closures", "closure_id"), resource_id)
         ],
         "booking_history": [
             tuple(r.values())
@@ -168,10 +174,10 @@ async def test_projecting_the_same_events_twice_changes_nothing(
 
         # Projected again on top of the live rows: nothing is applied a second time.
         async with conn.transaction():
-            await project(conn, recorded)
-            await project(conn, recorded[3:])
-            await project(conn, recorded[:4])  # an older batch must not move the mark back
-            await project(conn, recorded)
+            await replay(conn, recorded)
+            await replay(conn, recorded[3:])
+            await replay(conn, recorded[:4])  # an older batch must not move the mark back
+            await replay(conn, recorded)
             assert await dump_stream(conn, UUID(room)) == live
 
         # From nothing, in overlapping batches, then everything again: the same rows.
@@ -195,13 +201,13 @@ async def test_projecting_the_same_events_twice_changes_nothing(
                     await conn.execute(f"DELETE FROM {table} WHERE {column} = $1", UUID(room))
             assert all(rows == [] for rows in (await dump_stream(conn, UUID(room))).values())
 
-            await project(conn, recorded[:4])
+            await replay(conn, recorded[:4])
             partial = await dump_stream(conn, UUID(room))
             assert partial["projected_streams"] == [(UUID(room), 4)]
             assert len(partial["booking_history"]) == 3
-            await project(conn, recorded[2:7])
-            await project(conn, recorded)
-            await project(conn, recorded)
+            await replay(conn, recorded[2:7])
+            await replay(conn, recorded)
+            await replay(conn, recorded)
             assert await dump_stream(conn, UUID(room)) == live
         finally:
             await tx.rollback()
@@ -290,17 +296,15 @@ async def test_readers_see_the_old_rows_and_writers_wait_during_a_rebuild(
     paused.go_on.set()
     await asyncio.wait_for(rebuilding, 30)
     # ...and then lands, projected on top of the rebuilt rows.
-    booking_id = await asyncio.wait_for(writing, 10)
+    booking_id = (await asyncio.wait_for(writing, 10)).booking_id
     booking = await client.get(f"/bookings/{booking_id}")
     assert booking.status_code == 200
     assert await pool.fetchval("SELECT count(*) FROM bookings") == bookings_before + 1
 
 
-async def test_rebuild_reproduces_moves_decisions_closures_and_settings(
-    client: AsyncTestClient,  # type: ignore[type-arg]
-    pool: asyncpg.Pool,
-    store: EventStore,
-) -> None:
+async def busy_history(client: AsyncTestClient) -> tuple[str, str, list[str]]:  # type: ignore[type-arg]
+    """Two resources with bookings moved both ways, decided, closures added and removed, and
+    settings and rules changed; their ids and the moved bookings."""
     a = await create_resource(client, name="A")
     b = await create_resource(client, name="B", requires_approval=True)
     on_a = [
@@ -323,6 +327,10 @@ async def test_rebuild_reproduces_moves_decisions_closures_and_settings(
     await ok(await client.post(f"/bookings/{on_b[2]}/approve", params={"reason": "fine"}))
     await ok(await client.post(f"/bookings/{on_b[3]}/reject"))
     await ok(await client.post(f"/bookings/{on_a[0]}/approve"))
+    moved = on_a[2]
+    await ok(await client.put(f"/bookings/{moved}", json={"end_time": "2031-04-03T11:00:00Z"}))
+    await ok(await client.put(f"/bookings/{moved}", json={"details": "projector"}))
+    await ok(await client.delete(f"/bookings/{on_a[3]}"))
     closure = await client.post(
         f"/resources/{a}/closures",
         json={"start_time": "2031-05-01T00:00:00Z", "end_time": "2031-05-02T00:00:00Z"},
@@ -333,17 +341,74 @@ async def test_rebuild_reproduces_moves_decisions_closures_and_settings(
         json={"start_time": "2031-05-03T00:00:00Z", "end_time": "2031-05-04T00:00:00Z"},
     )
     await ok(await client.delete(f"/resources/{a}/closures/{closure.json()['closure_id']}"))
+    await ok(await client.patch(f"/resources/{a}", json={"min_notice_minutes": 30, "name": "A1"}))
+    await ok(await client.patch(f"/resources/{a}", json={"max_advance_days": 900}))
+    await ok(await client.patch(f"/resources/{a}", json={"max_advance_days": None}))
     await ok(await client.patch(f"/resources/{b}", json={"capacity": 2, "details": None}))
     await ok(await client.delete(f"/resources/{b}", params={"reason": "sold"}))
+    return a, b, on_a[:2] + on_b[:2]
+
+
+async def test_rebuild_reproduces_moves_decisions_closures_and_settings(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    pool: asyncpg.Pool,
+    store: EventStore,
+) -> None:
+    a, b, moved = await busy_history(client)
     before = await dump(pool)
-    moved = {row[0]: row[1] for row in before["bookings"] if str(row[0]) in on_a[:2] + on_b[:2]}
-    assert {str(k): str(v) for k, v in moved.items()} == {
-        on_a[0]: b,
-        on_a[1]: b,
-        on_b[0]: a,
-        on_b[1]: a,
-    }
+    where = {row[0]: row[1] for row in before["bookings"] if str(row[0]) in moved}
+    assert {str(k): str(v) for k, v in where.items()} == dict(zip(moved, [b, b, a, a], strict=True))
 
     await rebuild(pool, store, batch_size=5000)
 
     assert await dump(pool) == before
+
+
+@pytest.mark.parametrize("seed", range(5))
+async def test_any_split_into_batches_gives_the_same_read_models(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    pool: asyncpg.Pool,
+    store: EventStore,
+    seed: int,
+) -> None:
+    """Each batch merges what its events do to a row before writing it: one event at a time,
+    all at once and random splits must leave the same rows."""
+    a, b = (UUID(r) for r in (await busy_history(client))[:2])
+    recorded = sorted(
+        [*await store.read_stream(a), *await store.read_stream(b)], key=lambda r: r.position
+    )
+    assert len(recorded) > 30
+    async with pool.acquire() as conn:
+        live = [await dump_stream(conn, a), await dump_stream(conn, b)]
+        rng = random.Random(seed)
+        for sizes in ([1] * len(recorded), [len(recorded)], None):
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                await forget(conn, [a, b])
+                at = 0
+                while at < len(recorded):
+                    size = sizes.pop(0) if sizes else rng.randint(1, 12)
+                    await replay(conn, recorded[at : at + size])
+                    at += size
+                assert [await dump_stream(conn, a), await dump_stream(conn, b)] == live
+            finally:
+                await tx.rollback()
+
+
+async def forget(conn: Any, resource_ids: list[UUID]) -> None:
+    """Delete every read-model row the resources' streams produced."""
+    ids = resource_ids
+    await conn.execute(
+        "DELETE FROM booking_history WHERE booking_id IN "
+        "(SELECT booking_id FROM bookings WHERE resource_id = ANY($1::uuid[]))",
+        ids,
+    )
+    for table, column in (
+        ("slots", "resource_id"),
+        ("bookings", "resource_id"),
+        ("closures", "resource_id"),
+        ("resources", "resource_id"),
+        ("projected_streams", "stream_id"),
+    ):
+        await conn.execute(f"DELETE FROM {table} WHERE {column} = ANY($1::uuid[])", ids)

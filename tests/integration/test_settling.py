@@ -79,7 +79,7 @@ async def book(
     commands: CommandHandlers, resource_id: UUID, start: datetime, end: datetime
 ) -> UUID:
     command = CreateBooking(resource_id, uuid4(), start_time=start, end_time=end)
-    return await commands.create_booking(command)
+    return (await commands.create_booking(command)).booking_id
 
 
 async def status(pool: asyncpg.Pool, booking_id: UUID) -> str:

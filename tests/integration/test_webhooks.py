@@ -184,7 +184,7 @@ class Bench:
     async def book(self, resource_id: UUID, hour: int) -> UUID:
         start = utc_now().replace(microsecond=0) + timedelta(days=30) + hour * HOUR
         booking = CreateBooking(resource_id, uuid4(), start, start + HOUR)
-        return await self.commands.create_booking(booking)
+        return (await self.commands.create_booking(booking)).booking_id
 
     async def feed_after(self, position: int) -> list[FeedEvent]:
         return [to_feed(recorded) for recorded in await self.store.read_feed(after=position)]
