@@ -58,7 +58,7 @@ class BookingController(Controller):
         if as_of is None:
             return view
         at = parse_time(as_of, "as_of")
-        positions = await history.positions_until(db, view.booking_id, at)
+        positions = await history.positions(db, view.booking_id, until=at)
         then = bookings.fold(r.event for r in await store.read_positions(positions))
         if then is None:
             raise InvalidInputError("as_of", f"booking {view.booking_id} did not exist yet then")
@@ -188,8 +188,8 @@ class BookingController(Controller):
         return BookingPage(items=items, next_cursor=next_cursor)
 
     @get("/{booking_id:str}/history")
-    async def booking_history(self, booking_id: FromPath[str], db: Db) -> History:
+    async def booking_history(self, booking_id: FromPath[str], db: Db, store: Store) -> History:
         """Every event of the booking, oldest first: what changed, when, and by whom."""
         booking = await fetch_booking(db, booking_id)
-        items = await history.of_booking(db, booking.booking_id)
+        items = await history.of_booking(db, store, booking.booking_id)
         return History(booking_id=booking.booking_id, items=items)

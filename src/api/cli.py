@@ -58,14 +58,15 @@ def _names() -> list[str]:
 class Progress:
     """A progress bar on a terminal, nothing otherwise."""
 
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.tty = label, max(total, 1), sys.stderr.isatty()
+    def __init__(self, label: str, total: int, unit: str = "events") -> None:
+        self.label, self.total, self.unit = label, max(total, 1), unit
+        self.tty = sys.stderr.isatty()
 
     def __call__(self, done: int) -> None:
         if self.tty:
             share = min(done / self.total, 1.0)
             bar = "#" * int(share * 30)
-            line = f"\r{self.label:<10} [{bar:<30}] {share:>4.0%} {done:>12,} events"
+            line = f"\r{self.label:<10} [{bar:<30}] {share:>4.0%} {done:>12,} {self.unit}"
             print(line, end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -77,18 +78,19 @@ async def _rebuild(url: str, settings: Settings, names: list[str]) -> None:
     from commands.resource import TRANSCODINGS  # noqa: PLC0415
     from events.store import EventStore, new_mapper  # noqa: PLC0415
     from projections import background  # noqa: PLC0415
-    from projections.runner import rebuild  # noqa: PLC0415
+    from projections.runner import REBUILD, rebuild  # noqa: PLC0415
 
     pool = await open_pool(url, settings)
     try:
         store = EventStore(pool, new_mapper(*TRANSCODINGS))
         total = await pool.fetchval("SELECT count(*) FROM events")
         for name in names or _names():
-            progress = Progress(name, total)
             started = time.perf_counter()
             if name == CORE:
-                events = (await rebuild(pool, store, progress=progress)).events
+                progress = Progress(name, len(REBUILD), unit="tables")
+                events = (await rebuild(pool, progress=progress)).events
             else:
+                progress = Progress(name, total)
                 projection = background.named(name)
                 await background.reset(pool, projection)
                 events = await background.catch_up(

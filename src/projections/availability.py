@@ -21,7 +21,7 @@ from events.resource import (
 )
 from events.store import EventStore, Write
 from projections.resources import ResourceView
-from projections.rows import Rows, Table
+from projections.rows import Rows, Table, topic
 
 OPEN = ("pending", "confirmed")
 
@@ -109,6 +109,25 @@ SELECT closure_id, resource_id, start_time, end_time, reason, created_at FROM cl
 WHERE resource_id = $1 AND closure_id = $2
 """
 TABLES = ("slots", "closures")
+# What `writes` leaves, from the whole log at once (after the bookings): a slot for every open
+# booking, and the closures added and not removed.
+REBUILD = (
+    """
+    INSERT INTO slots (booking_id, resource_id, start_time, end_time, status, approval_deadline)
+    SELECT booking_id, resource_id, start_time, end_time, status, approval_deadline
+    FROM bookings WHERE status IN ('pending', 'confirmed')
+    """,
+    f"""
+    INSERT INTO closures (closure_id, resource_id, start_time, end_time, reason, created_at)
+    SELECT event_uuid(a.state->'closure_id'), a.stream_id, event_time(a.state->'start_time'),
+           event_time(a.state->'end_time'), a.state->>'reason', event_time(a.state->'timestamp')
+    FROM events a
+    WHERE a.topic = {topic(ClosureAdded)}
+      AND NOT EXISTS (SELECT FROM events r
+                      WHERE r.topic = {topic(ClosureRemoved)} AND r.stream_id = a.stream_id
+                        AND r.state->'closure_id' = a.state->'closure_id')
+    """,
+)
 
 
 def writes(events: Sequence[Any]) -> list[Write]:

@@ -15,11 +15,12 @@ from events.resource import (
     BookingExpired,
     BookingModified,
     BookingMovedIn,
+    BookingMovedOut,
     BookingNoShow,
     BookingRejected,
 )
 from events.store import Write
-from projections.rows import Rows, Table
+from projections.rows import Rows, Table, topic
 
 
 class BookingView(msgspec.Struct, kw_only=True):
@@ -130,6 +131,39 @@ STATUS_OF = {
     BookingCompleted: "completed",
     BookingNoShow: "no_show",
 }
+_STATUS = " ".join(f"WHEN {topic(t)} THEN '{status}'" for t, status in STATUS_OF.items())
+_PLACED = f"topic IN ({topic(BookingCreated)}, {topic(BookingMovedIn)})"
+# What `writes` leaves of each booking, from the whole log at once: each column as the last
+# event that sets it left it. A creation or a move-in places a booking (resource, status,
+# deadline); a move-out changes nothing that the move-in after it does not.
+REBUILD = (
+    f"""
+    INSERT INTO bookings (booking_id, resource_id, client_id, start_time, end_time, status,
+                          details, approval_deadline, created_at, updated_at)
+    SELECT booking_id,
+           (array_agg(stream_id ORDER BY position DESC) FILTER (WHERE placed))[1],
+           (array_agg(event_uuid(state->'client_id') ORDER BY position DESC)
+                FILTER (WHERE topic = {topic(BookingCreated)}))[1],
+           (array_agg(event_time(state->'start_time') ORDER BY position DESC)
+                FILTER (WHERE state->'start_time' <> 'null'))[1],
+           (array_agg(event_time(state->'end_time') ORDER BY position DESC)
+                FILTER (WHERE state->'end_time' <> 'null'))[1],
+           (array_agg(COALESCE(status, state->>'status') ORDER BY position DESC)
+                FILTER (WHERE placed OR status IS NOT NULL))[1],
+           (array_agg(state->>'details' ORDER BY position DESC)
+                FILTER (WHERE state->>'details' IS NOT NULL))[1],
+           (array_agg(event_time(state->'approval_deadline') ORDER BY position DESC)
+                FILTER (WHERE placed))[1],
+           (array_agg(event_time(state->'timestamp') ORDER BY position DESC)
+                FILTER (WHERE topic = {topic(BookingCreated)}))[1],
+           (array_agg(event_time(state->'timestamp') ORDER BY position DESC))[1]
+    FROM (SELECT position, stream_id, topic, state, event_uuid(state->'booking_id') AS booking_id,
+                 {_PLACED} AS placed, CASE topic {_STATUS} END AS status
+          FROM events
+          WHERE state ? 'booking_id' AND topic <> {topic(BookingMovedOut)}) AS e
+    GROUP BY booking_id
+    """,
+)
 
 
 def changes(event: Any) -> dict[str, Any]:

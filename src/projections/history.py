@@ -1,6 +1,6 @@
-"""The booking history read model: every event about a booking, oldest first."""
+"""Histories, read from the log itself: a booking's events are found by the index
+`events_by_booking`, a resource's are its stream."""
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -9,7 +9,7 @@ import msgspec
 
 from events.feed import event_data
 from events.resource import EVENT_TYPES
-from events.store import RecordedEvent, Write
+from events.store import EventStore, RecordedEvent
 
 
 class HistoryEntry(msgspec.Struct, kw_only=True):
@@ -21,65 +21,28 @@ class HistoryEntry(msgspec.Struct, kw_only=True):
     data: dict[str, Any]
 
 
-# The position comes from `ev`, the events being projected.
-INSERT = """
-INSERT INTO booking_history (booking_id, position, version, type, occurred_at, actor, data)
-SELECT h.booking_id, ev.position, h.version, h.type, h.occurred_at, h.actor, h.data
-FROM unnest($1::uuid[], $2::integer[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[],
-            $7::jsonb[]) AS h(stream_id, version, booking_id, type, occurred_at, actor, data)
-JOIN ev USING (stream_id, version)
+POSITIONS = """
+SELECT position FROM events
+WHERE state ? 'booking_id' AND event_uuid(state->'booking_id') = $1
+  AND ($2::timestamptz IS NULL OR event_time(state->'timestamp') <= $2)
+ORDER BY position
 """
-COLUMNS = ("stream_id", "version", "booking_id", "type", "occurred_at", "actor", "data")
-SELECT = """
-SELECT position, version, type, occurred_at, actor, data::text FROM booking_history
-WHERE booking_id = $1 ORDER BY position
-"""
-POSITIONS_UNTIL = """
-SELECT position FROM booking_history WHERE booking_id = $1 AND occurred_at <= $2 ORDER BY position
-"""
-TABLES = ("booking_history",)
 _BOOKING = frozenset({"booking_id"})
 
 
-def writes(events: Sequence[Any]) -> list[Write]:
-    rows = [
-        {
-            "stream_id": event.originator_id,
-            "version": event.originator_version,
-            "booking_id": event.booking_id,
-            "type": EVENT_TYPES[type(event)],
-            "occurred_at": event.timestamp,
-            "actor": event.actor,
-            "data": msgspec.json.encode(event_data(event, _BOOKING)).decode(),
-        }
-        for event in events
-        if hasattr(event, "booking_id")
-    ]
-    return [Write.of_rows(INSERT, rows, COLUMNS)] if rows else []
+async def positions(conn: Any, booking_id: UUID, until: datetime | None = None) -> list[int]:
+    """Where in the log the booking's events (up to `until`) stand, oldest first."""
+    return [row["position"] for row in await conn.fetch(POSITIONS, booking_id, until)]
 
 
-async def of_booking(conn: Any, booking_id: UUID) -> list[HistoryEntry]:
-    rows = await conn.fetch(SELECT, booking_id)
-    return [
-        HistoryEntry(
-            position=row["position"],
-            version=row["version"],
-            type=row["type"],
-            occurred_at=row["occurred_at"],
-            actor=row["actor"],
-            data=msgspec.json.decode(row["data"]),
-        )
-        for row in rows
-    ]
+async def of_booking(conn: Any, store: EventStore, booking_id: UUID) -> list[HistoryEntry]:
+    """Every event of the booking, oldest first (the booking's id is not repeated in each)."""
+    recorded = await store.read_positions(await positions(conn, booking_id))
+    return [entry(r, leave_out=_BOOKING) for r in recorded]
 
 
-async def positions_until(conn: Any, booking_id: UUID, at: datetime) -> list[int]:
-    """Where in the log the booking's events up to `at` stand, oldest first."""
-    return [row["position"] for row in await conn.fetch(POSITIONS_UNTIL, booking_id, at)]
-
-
-def entry(recorded: RecordedEvent) -> HistoryEntry:
-    """A history entry straight from the log (a resource's history reads its stream)."""
+def entry(recorded: RecordedEvent, leave_out: frozenset[str] = frozenset()) -> HistoryEntry:
+    """A history entry: the event, with the fields that `leave_out` names left out."""
     event: Any = recorded.event
     return HistoryEntry(
         position=recorded.position,
@@ -87,5 +50,5 @@ def entry(recorded: RecordedEvent) -> HistoryEntry:
         type=EVENT_TYPES[type(event)],
         occurred_at=event.timestamp,
         actor=event.actor,
-        data=event_data(event),
+        data=event_data(event, leave_out),
     )

@@ -11,7 +11,7 @@ from commands.policy import RULE_NAMES, Policy, Rules
 from commands.resource import SETTINGS
 from events.resource import ResourceRegistered, ResourceRetired, ResourceUpdated
 from events.store import Write
-from projections.rows import Rows, Table
+from projections.rows import Rows, Table, topic
 
 
 class OpenInterval(msgspec.Struct):
@@ -116,6 +116,42 @@ ORDER BY created_at, resource_id
 LIMIT $4
 """
 TABLES = ("resources",)
+_SETTINGS = ", ".join(f"'{name}'" for name in SETTINGS)
+# What `writes` leaves, from the whole log at once: the registration with every update merged
+# in log order (`jsonb_object_agg` keeps the last value of a key), and the retirement.
+REBUILD = (
+    f"""
+    WITH updated AS (
+        SELECT e.stream_id, jsonb_object_agg(c.key, c.value ORDER BY e.position) AS changes
+        FROM events e CROSS JOIN LATERAL jsonb_each(e.state->'changes') AS c
+        WHERE e.topic = {topic(ResourceUpdated)}
+        GROUP BY e.stream_id
+    ), touched AS (
+        SELECT stream_id,
+               (array_agg(event_time(state->'timestamp') ORDER BY position DESC))[1] AS last,
+               (array_agg(event_time(state->'timestamp'))
+                    FILTER (WHERE topic = {topic(ResourceRetired)}))[1] AS retired_at
+        FROM events
+        WHERE topic IN ({topic(ResourceRegistered)}, {topic(ResourceUpdated)},
+                        {topic(ResourceRetired)})
+        GROUP BY stream_id
+    )
+    INSERT INTO resources (resource_id, name, timezone, capacity, requires_approval, details,
+                           rules, retired_at, created_at, updated_at)
+    SELECT r.stream_id,
+           COALESCE(u.changes->>'name', r.state->>'name'),
+           COALESCE(u.changes->>'timezone', r.state->>'timezone'),
+           COALESCE((u.changes->>'capacity')::integer, (r.state->>'capacity')::integer),
+           COALESCE((u.changes->>'requires_approval')::boolean,
+                    (r.state->>'requires_approval')::boolean),
+           CASE WHEN u.changes ? 'details' THEN u.changes->>'details' ELSE r.state->>'details' END,
+           CASE WHEN jsonb_typeof(r.state->'rules') = 'object' THEN r.state->'rules' ELSE '{{}}' END
+               || COALESCE(u.changes - ARRAY[{_SETTINGS}], '{{}}'),
+           t.retired_at, event_time(r.state->'timestamp'), t.last
+    FROM events r JOIN touched t USING (stream_id) LEFT JOIN updated u USING (stream_id)
+    WHERE r.topic = {topic(ResourceRegistered)}
+    """,
+)
 
 
 def writes(events: Sequence[Any]) -> list[Write]:

@@ -5,6 +5,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from eventsourcing.utils import get_topic
+
 from events.store import Write
 
 
@@ -62,3 +64,8 @@ class Rows:
             assert table.delete, f"{table.key}: no statement for deletes"
             found.append(Write(table.delete, (list(self.deleted),)))
         return found
+
+
+def topic(event_type: type) -> str:
+    """The SQL literal of an event type's topic, as the events table stores it."""
+    return f"'{get_topic(event_type)}'"

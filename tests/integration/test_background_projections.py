@@ -38,8 +38,8 @@ from commands.resource import TRANSCODINGS, Resource
 from events.resource import EVENT_TYPES
 from events.store import EventStore, RecordedEvent, new_mapper
 from projections import activity, background
+from projections.runner import REBUILD, project
 from projections.runner import TABLES as CORE_TABLES
-from projections.runner import project
 from servers import new_database, private_postgres
 
 HOUR = timedelta(hours=1)
@@ -817,11 +817,10 @@ async def test_cli_draws_a_progress_bar_on_a_terminal(
 
     assert code == 0, shown
     assert summaries(stdout) == [("core", size), ("activity", size)]
-    full = f"[{'#' * 30}] 100% {size:>12,} events"
-    for name in ("core", "activity"):
-        bars = re.findall(rf"\r{name}\s+\[[# ]{{30}}\]\s+\d+% +[\d,]+ events", shown)
+    for name, total, unit in (("core", len(REBUILD), "tables"), ("activity", size, "events")):
+        bars = re.findall(rf"\r{name}\s+\[[# ]{{30}}\]\s+\d+% +[\d,]+ {unit}", shown)
         assert bars, shown
-        assert bars[-1].endswith(full), bars
+        assert bars[-1].endswith(f"[{'#' * 30}] 100% {total:>12,} {unit}"), bars
     assert (await background.lag(own_pool, activity)).behind == 0
 
 

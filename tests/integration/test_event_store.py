@@ -30,7 +30,6 @@ HOUR = timedelta(hours=1)
 READ_MODEL_ROWS = {
     "bookings": "SELECT count(*) FROM bookings WHERE booking_id = $1",
     "slots": "SELECT count(*) FROM slots WHERE booking_id = $1",
-    "booking_history": "SELECT count(*) FROM booking_history WHERE booking_id = $1",
 }
 
 
@@ -77,8 +76,8 @@ async def new_resource(store: EventStore, name: str = "Room") -> Resource:
     return resource
 
 
-PROJECTED = {"bookings": 1, "slots": 1, "booking_history": 1}
-NOT_PROJECTED = {"bookings": 0, "slots": 0, "booking_history": 0}
+PROJECTED = {"bookings": 1, "slots": 1}
+NOT_PROJECTED = {"bookings": 0, "slots": 0}
 
 
 async def read_model_counts(pool: asyncpg.Pool, booking_id: UUID) -> dict[str, int]:
@@ -240,12 +239,6 @@ async def test_concurrent_appends_to_one_stream_exactly_one_wins(
         "SELECT booking_id FROM bookings WHERE booking_id = ANY($1::uuid[])", booking_ids
     )
     assert [row["booking_id"] for row in projected] == [booking_ids[won[0]]]
-    assert (
-        await pool.fetchval(
-            "SELECT count(*) FROM booking_history WHERE booking_id = ANY($1::uuid[])", booking_ids
-        )
-        == 1
-    )
 
 
 async def test_concurrent_appends_to_different_streams_all_succeed(

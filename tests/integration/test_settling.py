@@ -92,8 +92,12 @@ async def statuses(pool: asyncpg.Pool, booking_ids: dict[str, UUID]) -> dict[str
     return {name: await status(pool, b) for name, b in booking_ids.items()}
 
 
+async def history_of(pool: asyncpg.Pool, booking_id: UUID) -> list[history.HistoryEntry]:
+    return await history.of_booking(pool, EventStore(pool, new_mapper(*TRANSCODINGS)), booking_id)
+
+
 async def event_types(pool: asyncpg.Pool, booking_id: UUID) -> list[str]:
-    return [entry.type for entry in await history.of_booking(pool, booking_id)]
+    return [entry.type for entry in await history_of(pool, booking_id)]
 
 
 async def closings(pool: asyncpg.Pool, booking_id: UUID) -> Counter[str]:
@@ -161,7 +165,7 @@ async def test_ended_bookings_complete_and_undecided_requests_expire_when_due(
     assert await settle_due(pool, commands) == 0
     assert await status(pool, b["later"]) == "completed"
     assert await status(pool, b["cancelled"]) == "cancelled"
-    [completed] = [e for e in await history.of_booking(pool, b["ended"]) if e.type in CLOSING]
+    [completed] = [e for e in await history_of(pool, b["ended"]) if e.type in CLOSING]
     assert completed.type == "booking.completed"
     assert completed.data["automatic"] is True
     assert completed.actor is None
@@ -236,7 +240,7 @@ async def test_the_owner_completing_while_a_process_settles_completes_once(
 
     assert sum(by_owner) + by_settling == len(ended)
     for booking_id, manual in zip(ended, by_owner, strict=True):
-        entries = await history.of_booking(pool, booking_id)
+        entries = await history_of(pool, booking_id)
         [completed] = [e for e in entries if e.type in CLOSING]
         assert completed.type == "booking.completed"
         assert completed.data["automatic"] is not manual
