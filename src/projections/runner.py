@@ -1,9 +1,5 @@
-"""Runs the projectors: inline in each append, and from the first event for a rebuild.
-
-Every append moves its streams' marks in `projected_streams` in the statement that writes the
-read models; a replay projects only what is past each stream's mark, so an event is applied
-exactly once, whatever replays it.
-"""
+"""Runs the projectors: inline in each append (a part of its statement), and over the whole
+log at once for a rebuild."""
 
 import time
 from collections.abc import Callable, Sequence
@@ -11,46 +7,15 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from events.store import DomainEvent, RecordedEvent, Write, chain
+from events.store import DomainEvent, Write
 from projections import availability, bookings, resources
 
 PROJECTORS = (resources, bookings, availability)
 
-ADVANCE = Write("""
-INSERT INTO projected_streams (stream_id, version)
-SELECT stream_id, max(version) FROM ev GROUP BY stream_id
-ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version
-WHERE projected_streams.version < excluded.version
-""")
-MARKS = "SELECT stream_id, version FROM projected_streams WHERE stream_id = ANY($1::uuid[])"
-RECORDED = """
-SELECT * FROM unnest($1::uuid[], $2::integer[], $3::bigint[]) AS ev(stream_id, version, position)
-"""
-
 
 def project(events: Sequence[DomainEvent]) -> list[Write]:
-    """Every read model's writes for new events (in log order), and their streams' marks."""
-    return [ADVANCE, *(write for p in PROJECTORS for write in p.writes(events))]
-
-
-async def replay(conn: asyncpg.Connection, recorded: Sequence[RecordedEvent]) -> None:
-    """Project recorded events (in log order) that their streams' marks are not past yet.
-    For callers that hold the writers back, as a rebuild does, or that are alone."""
-    streams = list({r.event.originator_id for r in recorded})
-    marks = {row["stream_id"]: row["version"] for row in await conn.fetch(MARKS, streams)}
-    new = [r for r in recorded if r.event.originator_version > marks.get(r.event.originator_id, 0)]
-    if new:
-        rows = [
-            {
-                "stream_id": r.event.originator_id,
-                "version": r.event.originator_version,
-                "position": r.position,
-            }
-            for r in new
-        ]
-        head = Write.of_rows(RECORDED, rows, ("stream_id", "version", "position"))
-        sql, args = chain(head, project([r.event for r in new]))
-        await conn.execute(sql, *args)
+    """Every read model's writes for new events (in log order)."""
+    return [write for p in PROJECTORS for write in p.writes(events)]
 
 
 @dataclass(frozen=True)
@@ -63,13 +28,10 @@ class RebuildSummary:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-TABLES = ("projected_streams", *(t for p in PROJECTORS for t in p.TABLES))
+TABLES = tuple(t for p in PROJECTORS for t in p.TABLES)
 # Self-exclusive, and it holds back appends (their ROW EXCLUSIVE), not readers.
-LOCK = "LOCK TABLE projected_streams IN SHARE ROW EXCLUSIVE MODE"
-REBUILD = (
-    "INSERT INTO projected_streams SELECT stream_id, max(version) FROM events GROUP BY stream_id",
-    *(statement for p in PROJECTORS for statement in p.REBUILD),
-)
+LOCK = "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"
+REBUILD = tuple(statement for p in PROJECTORS for statement in p.REBUILD)
 SCHEMA = "bookings_rebuild"
 # The indexes of the read models, to build on their new tables: constraints (primary keys) as
 # constraints, the rest as they were created.
@@ -93,11 +55,11 @@ async def rebuild(
     than keeping the indexes up row by row.
 
     Readers see the old rows until it commits (they wait only for the swap at the end).
-    Writers wait: the lock on the tracking table holds back their appends (and lets the ones
+    Writers wait: the lock on the events table holds back their appends (and lets the ones
     under way finish first), so the log stays as it is while it is read.
     """
     started = time.perf_counter()
-    tables = [t for t in TABLES if t != "projected_streams"]
+    tables = list(TABLES)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(LOCK)
         schema = await conn.fetchval("SELECT current_schema()")
@@ -109,7 +71,6 @@ async def rebuild(
             await conn.execute(
                 f"CREATE TABLE {SCHEMA}.{table} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES)"
             )
-        await conn.execute("DELETE FROM projected_streams")
         # The statements write to the new tables, and read the events where they are.
         await conn.execute(f"SET LOCAL search_path = {SCHEMA}, {schema}")
         for done, statement in enumerate(REBUILD, start=1):

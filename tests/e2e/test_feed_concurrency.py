@@ -9,6 +9,7 @@ alone shows that commits did land behind later positions: the case the feed's or
 """
 
 import asyncio
+import contextlib
 import json
 import random
 from collections import Counter
@@ -24,6 +25,7 @@ import httpx
 import pytest
 
 from events.feed import event_id
+from holding import next_version_held
 from servers import three_processes
 
 WRITERS = 8
@@ -192,16 +194,13 @@ async def write(
 async def hold_up_writers(pool: asyncpg.Pool, resource_ids: list[str], stop: asyncio.Event) -> None:
     """Again and again, hold the appends to one of the resources in the middle of their
     transaction for a moment. Such an append has inserted its events, and so taken their
-    positions, and waits to project them while appends to other resources commit later
+    positions, and waits for the version while appends to other resources commit later
     positions: a slow writer, the case a feed reader must not skip."""
     rng = random.Random("hold-ups")
     while not stop.is_set():
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "SELECT FROM projected_streams WHERE stream_id = $1 FOR UPDATE",
-                UUID(rng.choice(resource_ids)),
-            )
-            await asyncio.sleep(rng.uniform(0.05, 0.2))
+        with contextlib.suppress(asyncpg.UniqueViolationError):  # a writer was first
+            async with next_version_held(pool, UUID(rng.choice(resource_ids))):
+                await asyncio.sleep(rng.uniform(0.05, 0.2))
         await asyncio.sleep(rng.uniform(0.0, 0.05))
 
 

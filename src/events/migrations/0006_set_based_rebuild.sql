@@ -13,3 +13,7 @@ CREATE INDEX events_by_booking ON events (event_uuid(state->'booking_id'), posit
 WHERE state ? 'booking_id';
 
 DROP TABLE booking_history;
+
+-- Appends project in their own statement and rebuilds run over the whole log: nothing needs to
+-- know how far each stream was projected.
+DROP TABLE projected_streams;
