@@ -11,7 +11,7 @@ follows it never misses an event that commits later below its cursor.
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any
 from uuid import UUID
 
@@ -119,13 +119,21 @@ def chain(events: Write, writes: Iterable[Write]) -> tuple[str, list[Any]]:
     Each part sees the tables as they were before the statement: a part must not touch a row
     that another part writes.
     """
-    parts: list[str] = []
-    args: list[Any] = []
-    for write in (events, *writes):
-        parts.append(_PARAMETER.sub(partial(_shifted, by=len(args)), write.sql))
-        args.extend(write.args)
-    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(parts[1:]))
-    return f"WITH ev AS ({parts[0]}){', ' if ctes else ''}{ctes} SELECT * FROM ev", args
+    parts = (events, *writes)
+    sql = _statement(tuple((part.sql, len(part.args)) for part in parts))
+    return sql, [arg for part in parts for arg in part.args]
+
+
+@cache
+def _statement(parts: tuple[tuple[str, int], ...]) -> str:
+    """The text of `chain`'s statement for parts of these texts and numbers of parameters
+    (a handful of kinds, so composed once each)."""
+    texts, shift = [], 0
+    for sql, count in parts:
+        texts.append(_PARAMETER.sub(partial(_shifted, by=shift), sql))
+        shift += count
+    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(texts[1:]))
+    return f"WITH ev AS ({texts[0]}){', ' if ctes else ''}{ctes} SELECT * FROM ev"
 
 
 def _shifted(parameter: re.Match[str], by: int) -> str:
