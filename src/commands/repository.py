@@ -53,6 +53,13 @@ class ResourceRepository:
         self._remember(resource)
         return resource
 
+    async def catch_up(self, resource: Resource) -> Resource:
+        """The resource with the events recorded after its version applied (often none)."""
+        for recorded in await self.store.read_stream(resource.id, after_version=resource.version):
+            resource = cast(Resource, recorded.event.mutate(resource))
+        self._remember(resource)
+        return resource
+
     async def save(self, *resources: Resource) -> Sequence[RecordedEvent]:
         """Save the new events of one or more resources atomically; cache them on success."""
         pending = [event for resource in resources for event in resource.collect_events()]

@@ -468,6 +468,28 @@ async def test_a_stale_process_does_not_refuse_on_what_it_missed(
     assert again != taken
 
 
+async def test_a_cached_resource_catches_up_with_the_events_since(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    first, second = ResourceRepository(store), ResourceRepository(store)
+    resource_id = (await new_resource(store)).id
+    stale = await second.load(resource_id)
+    writer = await first.load(resource_id)
+    kept = book(writer, future(1), future(2))
+    dropped = book(writer, future(3), future(4))
+    await first.save(writer)
+    writer.cancel_booking(dropped, reason=None, actor=None, now=now(), by="owner")
+    await first.save(writer)
+
+    caught_up = await second.catch_up(stale)
+
+    assert caught_up.version == 4
+    assert set(caught_up.holds) == {str(kept)}
+    assert second.cached(resource_id) is caught_up
+    assert vars(caught_up) == vars(await ResourceRepository(store).load(resource_id))
+    assert (await second.catch_up(caught_up)).version == 4  # nothing new: as it was
+
+
 async def test_a_stale_process_reloads_after_a_conflict_and_decides_again(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
