@@ -1,5 +1,12 @@
 """The load generator: drives one target over real HTTP from a process of its own and prints
-what it measured as JSON. `python -m bench.load < plan.json`."""
+what it measured as JSON. `python -m bench.load < plan.json`.
+
+A plan names a scenario, the server's URL, how many clients (`concurrency`) and for how long
+(`seconds`, after `warmup_seconds` whose requests are not counted). Scenarios that compare
+resources take `targets` (label -> resource id) and spread their requests over them in turn, so
+every target is measured in the same seconds, under the same load and noise; their figures come
+back per label in `by_target`.
+"""
 
 import asyncio
 import itertools
@@ -8,7 +15,8 @@ import random
 import statistics
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,48 +36,71 @@ def body(resource_id: str, slot: int, hours: int = 1) -> dict[str, str]:
     }
 
 
+def figures(latencies: list[float]) -> dict[str, Any]:
+    """Percentiles in ms, and the 99 cut points of the distribution (for plots)."""
+    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return {
+        "requests": len(latencies),
+        "p50_ms": cuts[49] * 1000,
+        "p95_ms": cuts[94] * 1000,
+        "p99_ms": cuts[98] * 1000,
+        "max_ms": max(latencies, default=0.0) * 1000,
+        "percentiles_ms": [round(c * 1000, 3) for c in cuts],
+    }
+
+
 async def run(plan: dict[str, Any]) -> dict[str, Any]:
     scenario, resources, ids = plan["scenario"], plan.get("resources", []), plan.get("ids", [])
+    targets: dict[str, str] = plan.get("targets") or {"all": ""}
+    labels = itertools.cycle(targets)
     slots = itertools.count(plan.get("first_slot", 0))
-    latencies: list[float] = []
+    target_slots = {label: itertools.count(plan.get("first_slot", 0)) for label in targets}
+    query = plan.get("query", {})
+    latencies: defaultdict[str, list[float]] = defaultdict(list)
     statuses: Counter[int] = Counter()
     created: list[str] = []
-    stop_at = time.monotonic() + plan["seconds"]
+    measure_from = time.monotonic() + plan.get("warmup_seconds", 0)
+    stop_at = measure_from + plan["seconds"]
     limits = httpx.Limits(max_connections=plan["concurrency"])
 
-    async with httpx.AsyncClient(base_url=plan["url"], limits=limits, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=plan["url"], limits=limits, timeout=60) as http:
 
-        def request() -> Any:
+        def request(label: str) -> Awaitable[httpx.Response]:
+            resource_id = targets[label]
             if scenario == "create":  # every request a free slot, spread over the resources
                 slot = next(slots)
                 return http.post("/bookings", json=body(resources[slot % len(resources)], slot))
             if scenario == "hot":  # everyone races for one resource's few slots
                 return http.post("/bookings", json=body(resources[0], random.randrange(200)))
+            if scenario == "decide":  # a free slot of the target resource each time
+                return http.post("/bookings", json=body(resource_id, next(target_slots[label])))
+            if scenario == "availability":
+                return http.get(f"/resources/{resource_id}/availability", params=query)
             return http.get(f"/bookings/{random.choice(ids)}")
 
         async def worker() -> None:
-            while time.monotonic() < stop_at:
+            while (began_at := time.monotonic()) < stop_at:
+                label = next(labels)
                 began = time.perf_counter()
-                response = await request()
-                latencies.append(time.perf_counter() - began)
-                statuses[response.status_code] += 1
+                response = await request(label)
+                if began_at >= measure_from:
+                    latencies[label].append(time.perf_counter() - began)
+                    statuses[response.status_code] += 1
                 if response.status_code == 201:
                     created.append(response.json()["booking_id"])
 
-        began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(plan["concurrency"])))
-        elapsed = time.perf_counter() - began
+        elapsed = time.monotonic() - measure_from
 
-    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-    return {
-        "requests": len(latencies),
-        "per_second": len(latencies) / elapsed,
-        "p50_ms": cuts[49] * 1000,
-        "p95_ms": cuts[94] * 1000,
-        "p99_ms": cuts[98] * 1000,
+    every = [latency for label in targets for latency in latencies[label]]
+    result = figures(every) | {
+        "per_second": len(every) / elapsed,
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "created": created,
     }
+    if plan.get("targets"):
+        result["by_target"] = {label: figures(latencies[label]) for label in targets}
+    return result
 
 
 if __name__ == "__main__":
