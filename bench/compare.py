@@ -52,7 +52,7 @@ async def rebuild_against_raw_read(database_url: str) -> dict[str, float]:
             while rows := await conn.fetch(READ_ALL, after, 2000):
                 count, after = count + len(rows), rows[-1]["position"]
         raw = count / (time.perf_counter() - began)
-        summary = await rebuild(pool)
+        summary = await rebuild(database_url)
         return {
             "events": count,
             "raw_per_second": raw,

@@ -88,7 +88,7 @@ async def _rebuild(url: str, settings: Settings, names: list[str]) -> None:
             started = time.perf_counter()
             if name == CORE:
                 progress = Progress(name, len(REBUILD), unit="tables")
-                events = (await rebuild(pool, progress=progress)).events
+                events = (await rebuild(url, progress=progress)).events
             else:
                 progress = Progress(name, total)
                 projection = background.named(name)

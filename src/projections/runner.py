@@ -1,8 +1,12 @@
 """Runs the projectors: inline in each append (a part of its statement), and over the whole
 log at once for a rebuild."""
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
@@ -33,6 +37,8 @@ TABLES = tuple(t for p in PROJECTORS for t in p.TABLES)
 LOCK = "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"
 REBUILD = tuple(statement for p in PROJECTORS for statement in p.REBUILD)
 SCHEMA = "bookings_rebuild"
+PARTS = 2
+"""How many connections share a statement that can be split (the bookings': most of the work)."""
 # The indexes of the read models, to build on their new tables: constraints (primary keys) as
 # constraints, the rest as they were created.
 INDEXES = """
@@ -46,52 +52,124 @@ WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY($1::te
 
 
 async def rebuild(
-    pool: asyncpg.Pool, progress: Callable[[int], None] | None = None
+    database_url: str, progress: Callable[[int], None] | None = None
 ) -> RebuildSummary:
     """Project the whole log again into new read-model tables, and put them in the old ones'
-    place, in one transaction: a statement per table over all events at once (each
-    projector's `REBUILD`, the same rows its `writes` leave); `progress` hears how many
-    statements are done. The new tables get their indexes after their rows, which is faster
-    than keeping the indexes up row by row.
+    place: a statement per table over all events at once (each projector's `REBUILD`, the same
+    rows its `writes` leave); `progress` hears how many statements are done. The new tables
+    get their indexes after their rows, which is faster than keeping the indexes up row by
+    row. A statement with a `{part}` runs in `PARTS` parts at once, each on a connection of
+    its own.
 
-    Readers see the old rows until it commits (they wait only for the swap at the end).
-    Writers wait: the lock on the events table holds back their appends (and lets the ones
+    Readers see the old rows until the swap at the end, and wait only for it. Writers wait for
+    the whole rebuild: the lock on the events table holds back their appends (and lets the ones
     under way finish first), so the log stays as it is while it is read.
     """
     started = time.perf_counter()
     tables = list(TABLES)
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(LOCK)
-        schema = await conn.fetchval("SELECT current_schema()")
-        indexes = await conn.fetch(INDEXES, tables)
-        count = await conn.fetchval("SELECT count(*) FROM events")
-        await conn.execute("SET LOCAL work_mem = '256MB'")
-        await conn.execute(f"CREATE SCHEMA {SCHEMA}")
-        for table in tables:
-            await conn.execute(
-                f"CREATE TABLE {SCHEMA}.{table} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES)"
-            )
-        # The statements write to the new tables, and read the events where they are.
-        await conn.execute(f"SET LOCAL search_path = {SCHEMA}, {schema}")
-        for done, statement in enumerate(REBUILD, start=1):
-            await conn.execute(statement)
-            if progress:
-                progress(done)
-        await _index(conn, indexes, schema)
-        await _swap(conn, tables, schema)
+    async with _connections(database_url, 1 + PARTS) as (conn, *helpers):
+        try:
+            async with conn.transaction():
+                await conn.execute(LOCK)
+                schema = await conn.fetchval("SELECT current_schema()")
+                indexes = await conn.fetch(INDEXES, tables)
+                count = await conn.fetchval("SELECT count(*) FROM events")
+                await _build(helpers, schema, tables, indexes, progress)
+                await _swap(conn, tables, schema)
+        except BaseException:
+            with contextlib.suppress(Exception):  # else the next rebuild drops them
+                await helpers[0].execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+            raise
     return RebuildSummary(count, time.perf_counter() - started)
 
 
-async def _index(conn: asyncpg.Connection, indexes: list[asyncpg.Record], schema: str) -> None:
-    """Give the new tables the indexes of the old ones, in `schema`, under the same names."""
+async def _build(
+    helpers: list[asyncpg.Connection],
+    schema: str,
+    tables: list[str],
+    indexes: list[asyncpg.Record],
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Fill new tables in `SCHEMA` (committed, so that every helper sees them) and index them:
+    the split statements first (the bookings', which the slots are read from), then the
+    others, then the indexes, each phase shared among the helpers."""
+    first = helpers[0]
+    await first.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")  # left by a crash
+    await first.execute(f"CREATE SCHEMA {SCHEMA}")
+    for table in tables:
+        await first.execute(
+            f"CREATE TABLE {SCHEMA}.{table} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES)"
+        )
+    split = [s for s in REBUILD if "{part}" in s]
+    done = len(split)
+
+    def one_more() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done)
+
+    parts = [s.format(part=n, parts=PARTS) for s in split for n in range(PARTS)]
+    await _share(helpers, schema, parts)
+    if progress:
+        progress(done)
+    await _share(helpers, schema, [s for s in REBUILD if s not in split], one_more)
+    await _share(helpers, schema, _index_statements(indexes, schema))
+
+
+async def _share(
+    helpers: list[asyncpg.Connection],
+    schema: str,
+    statements: list[str],
+    after_each: Callable[[], None] | None = None,
+) -> None:
+    """Run the statements, each in a transaction of its own, on whichever helper is free."""
+    queue = deque(statements)
+
+    async def work(conn: asyncpg.Connection) -> None:
+        while queue:
+            await _run(conn, schema, [queue.popleft()])
+            if after_each:
+                after_each()
+
+    async with asyncio.TaskGroup() as group:  # one failing cancels the others
+        for helper in helpers:
+            group.create_task(work(helper))
+
+
+async def _run(conn: asyncpg.Connection, schema: str, statements: list[str]) -> None:
+    """Run statements in a transaction that writes to the new tables and reads the events
+    where they are."""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL search_path = {SCHEMA}, {schema}")
+        await conn.execute("SET LOCAL work_mem = '256MB'")
+        await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        for statement in statements:
+            await conn.execute(statement)
+
+
+@asynccontextmanager
+async def _connections(database_url: str, count: int) -> AsyncIterator[list[asyncpg.Connection]]:
+    connections = [await asyncpg.connect(database_url) for _ in range(count)]
+    try:
+        yield connections
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
+def _index_statements(indexes: list[asyncpg.Record], schema: str) -> list[str]:
+    """The indexes of the old tables for the new ones in `SCHEMA`, under the same names."""
+    statements = []
     for index in indexes:
         new_table = f"{SCHEMA}.{index['table_name']}"
         if index["constraint_name"]:
             constraint = f"{index['constraint_name']} {index['constraint']}"
-            await conn.execute(f"ALTER TABLE {new_table} ADD CONSTRAINT {constraint}")
+            statements.append(f"ALTER TABLE {new_table} ADD CONSTRAINT {constraint}")
         else:
             old_table = f" ON {schema}.{index['table_name']} "
-            await conn.execute(index["definition"].replace(old_table, f" ON {new_table} ", 1))
+            statements.append(index["definition"].replace(old_table, f" ON {new_table} ", 1))
+    return statements
 
 
 async def _swap(conn: asyncpg.Connection, tables: list[str], schema: str) -> None:

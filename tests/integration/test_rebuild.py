@@ -117,6 +117,7 @@ async def test_rebuild_reproduces_every_read_model(
     client: AsyncTestClient,  # type: ignore[type-arg]
     pool: asyncpg.Pool,
     store: EventStore,
+    database_url: str,
 ) -> None:
     room, (b1, b2, b3, b4) = await some_history(client)
     before = await dump(pool)
@@ -133,7 +134,7 @@ async def test_rebuild_reproduces_every_read_model(
     )
     assert await dump(pool) != before
 
-    summary = await rebuild(pool)
+    summary = await rebuild(database_url)
 
     assert await dump(pool) == before
     assert summary.events == await pool.fetchval("SELECT count(*) FROM events")
@@ -177,7 +178,7 @@ async def never_seen(_: UUID) -> UUID | None:
 
 
 async def test_readers_see_the_old_rows_and_writers_wait_during_a_rebuild(
-    client: AsyncTestClient, pool: asyncpg.Pool, store: EventStore
+    client: AsyncTestClient, pool: asyncpg.Pool, store: EventStore, database_url: str
 ) -> None:
     r = await client.post("/resources", json={"name": "Rebuilt while read"})
     resource_id = r.json()["resource_id"]
@@ -188,7 +189,7 @@ async def test_readers_see_the_old_rows_and_writers_wait_during_a_rebuild(
     pause = holder.transaction()
     await pause.start()
     await holder.execute(f"CREATE SCHEMA {SCHEMA}")
-    rebuilding = asyncio.create_task(rebuild(pool))
+    rebuilding = asyncio.create_task(rebuild(database_url))
     waiting = f"""
         SELECT count(*) FROM pg_stat_activity
         WHERE wait_event_type = 'Lock' AND query = 'CREATE SCHEMA {SCHEMA}'
@@ -275,13 +276,14 @@ async def test_rebuild_reproduces_moves_decisions_closures_and_settings(
     client: AsyncTestClient,  # type: ignore[type-arg]
     pool: asyncpg.Pool,
     store: EventStore,
+    database_url: str,
 ) -> None:
     a, b, moved = await busy_history(client)
     before = await dump(pool)
     where = {row[0]: row[1] for row in before["bookings"] if str(row[0]) in moved}
     assert {str(k): str(v) for k, v in where.items()} == dict(zip(moved, [b, b, a, a], strict=True))
 
-    await rebuild(pool)
+    await rebuild(database_url)
 
     assert await dump(pool) == before
 
