@@ -36,7 +36,9 @@ def rebuilt(results: dict[str, Any]) -> None:
         f"\nrebuild of {rebuilt['events']:,} events: "
         f"{rebuilt['rebuild_per_second']:,.0f} events/s; "
         f"reading them raw: {rebuilt['raw_per_second']:,.0f} events/s; "
-        f"ratio {ratio(rebuilt['rebuild_per_second'], rebuilt['raw_per_second'])}"
+        f"ratio {ratio(rebuilt['rebuild_per_second'], rebuilt['raw_per_second'])} (medians; "
+        f"rounds: rebuild {', '.join(f'{r:,.0f}' for r in rebuilt['rebuild_rounds'])}, "
+        f"raw {', '.join(f'{r:,.0f}' for r in rebuilt['raw_rounds'])})"
     )
 
 
