@@ -118,12 +118,16 @@ REBUILD = (
     FROM bookings WHERE status IN ('pending', 'confirmed')
     """,
     f"""
+    WITH c AS (  -- one scan of the log serves both sides
+        SELECT stream_id, topic, state FROM events
+        WHERE topic IN ({topic(ClosureAdded)}, {topic(ClosureRemoved)})
+    )
     INSERT INTO closures (closure_id, resource_id, start_time, end_time, reason, created_at)
     SELECT event_uuid(a.state->'closure_id'), a.stream_id, event_time(a.state->'start_time'),
            event_time(a.state->'end_time'), a.state->>'reason', event_time(a.state->'timestamp')
-    FROM events a
+    FROM c a
     WHERE a.topic = {topic(ClosureAdded)}
-      AND NOT EXISTS (SELECT FROM events r
+      AND NOT EXISTS (SELECT FROM c r
                       WHERE r.topic = {topic(ClosureRemoved)} AND r.stream_id = a.stream_id
                         AND r.state->'closure_id' = a.state->'closure_id')
     """,

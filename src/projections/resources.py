@@ -121,9 +121,13 @@ _SETTINGS = ", ".join(f"'{name}'" for name in SETTINGS)
 # in log order (`jsonb_object_agg` keeps the last value of a key), and the retirement.
 REBUILD = (
     f"""
-    WITH updated AS (
+    WITH e AS (  -- one scan of the log serves the parts below
+        SELECT position, stream_id, topic, state FROM events
+        WHERE topic IN ({topic(ResourceRegistered)}, {topic(ResourceUpdated)},
+                        {topic(ResourceRetired)})
+    ), updated AS (
         SELECT e.stream_id, jsonb_object_agg(c.key, c.value ORDER BY e.position) AS changes
-        FROM events e CROSS JOIN LATERAL jsonb_each(e.state->'changes') AS c
+        FROM e CROSS JOIN LATERAL jsonb_each(e.state->'changes') AS c
         WHERE e.topic = {topic(ResourceUpdated)}
         GROUP BY e.stream_id
     ), touched AS (
@@ -131,9 +135,7 @@ REBUILD = (
                (array_agg(event_time(state->'timestamp') ORDER BY position DESC))[1] AS last,
                (array_agg(event_time(state->'timestamp'))
                     FILTER (WHERE topic = {topic(ResourceRetired)}))[1] AS retired_at
-        FROM events
-        WHERE topic IN ({topic(ResourceRegistered)}, {topic(ResourceUpdated)},
-                        {topic(ResourceRetired)})
+        FROM e
         GROUP BY stream_id
     )
     INSERT INTO resources (resource_id, name, timezone, capacity, requires_approval, details,
@@ -148,7 +150,7 @@ REBUILD = (
            CASE WHEN jsonb_typeof(r.state->'rules') = 'object' THEN r.state->'rules' ELSE '{{}}' END
                || COALESCE(u.changes - ARRAY[{_SETTINGS}], '{{}}'),
            t.retired_at, event_time(r.state->'timestamp'), t.last
-    FROM events r JOIN touched t USING (stream_id) LEFT JOIN updated u USING (stream_id)
+    FROM e r JOIN touched t USING (stream_id) LEFT JOIN updated u USING (stream_id)
     WHERE r.topic = {topic(ResourceRegistered)}
     """,
 )
