@@ -128,7 +128,7 @@ async def _share(
 
     async def work(conn: asyncpg.Connection) -> None:
         while queue:
-            await _run(conn, schema, [queue.popleft()])
+            await _run(conn, schema, queue.popleft())
             if after_each:
                 after_each()
 
@@ -137,21 +137,22 @@ async def _share(
             group.create_task(work(helper))
 
 
-async def _run(conn: asyncpg.Connection, schema: str, statements: list[str]) -> None:
-    """Run statements in a transaction that writes to the new tables and reads the events
+async def _run(conn: asyncpg.Connection, schema: str, statement: str) -> None:
+    """Run a statement in a transaction that writes to the new tables and reads the events
     where they are."""
     async with conn.transaction():
         await conn.execute(f"SET LOCAL search_path = {SCHEMA}, {schema}")
         await conn.execute("SET LOCAL work_mem = '256MB'")
         await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
-        for statement in statements:
-            await conn.execute(statement)
+        await conn.execute(statement)
 
 
 @asynccontextmanager
 async def _connections(database_url: str, count: int) -> AsyncIterator[list[asyncpg.Connection]]:
-    connections = [await asyncpg.connect(database_url) for _ in range(count)]
+    connections: list[asyncpg.Connection] = []
     try:
+        for _ in range(count):
+            connections.append(await asyncpg.connect(database_url))
         yield connections
     finally:
         for conn in connections:
