@@ -102,7 +102,7 @@ async def measure(
             "service": await register(service.url, 2),
             "crud": [str(uuid4()), str(uuid4())],
         }
-        databases = {"service": (service_db, "slots"), "crud": (crud_db, "crud_bookings")}
+        databases = {"service": (service_db, "bookings"), "crud": (crud_db, "crud_bookings")}
         common: dict[str, Any] = {"seconds": seconds / 2, "concurrency": concurrency}
         created: dict[str, list[str]] = {"service": [], "crud": []}
         for scenario in ("create", "hot", "get"):

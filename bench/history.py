@@ -178,7 +178,9 @@ async def catch_up_background(database_url: str) -> Timed:
 COUNTS = """
 SELECT status, count(*) AS n FROM bookings WHERE resource_id = $1 GROUP BY status ORDER BY status
 """
-OPEN_SLOTS = "SELECT count(*) FROM slots WHERE resource_id = $1"
+OPEN_SLOTS = """
+SELECT count(*) FROM bookings WHERE resource_id = $1 AND status IN ('pending', 'confirmed')
+"""
 VERSION = "SELECT max(version) FROM events WHERE stream_id = $1"
 
 

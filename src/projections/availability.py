@@ -12,10 +12,6 @@ import msgspec
 from commands.policy import Closure, Hold, Policy
 from commands.resource import Resource
 from events.resource import (
-    BookingApproved,
-    BookingCreated,
-    BookingModified,
-    BookingMovedIn,
     ClosureAdded,
     ClosureRemoved,
 )
@@ -47,44 +43,12 @@ class ClosureView(msgspec.Struct, kw_only=True):
     created_at: datetime
 
 
-PUT_SLOTS = """
-INSERT INTO slots (booking_id, resource_id, start_time, end_time, status, approval_deadline)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[],
-                     $6::timestamptz[])
-ON CONFLICT (booking_id) DO UPDATE
-SET resource_id = excluded.resource_id, start_time = excluded.start_time,
-    end_time = excluded.end_time, status = excluded.status,
-    approval_deadline = excluded.approval_deadline
-"""
-# Slots projected before: NULL keeps a column.
-CHANGE_SLOTS = """
-UPDATE slots s
-SET start_time = COALESCE(c.start_time, s.start_time), end_time = COALESCE(c.end_time, s.end_time),
-    status = COALESCE(c.status, s.status)
-FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[])
-     AS c(booking_id, start_time, end_time, status)
-WHERE s.booking_id = c.booking_id
-"""
-DELETE_SLOTS = "DELETE FROM slots WHERE booking_id = ANY($1::uuid[])"
-SLOTS = Table(
-    key="booking_id",
-    put=PUT_SLOTS,
-    put_columns=(
-        "booking_id",
-        "resource_id",
-        "start_time",
-        "end_time",
-        "status",
-        "approval_deadline",
-    ),
-    change=CHANGE_SLOTS,
-    change_columns=("booking_id", "start_time", "end_time", "status"),
-    delete=DELETE_SLOTS,
-)
-# Every slot that overlaps [$2, $3); the index on (resource_id, end_time) skips the past.
+# The open bookings that overlap [$2, $3), from the bookings read model; the partial index on
+# (resource_id, end_time) of the open ones skips the past and the closed.
 BUSY = """
-SELECT booking_id, start_time, end_time, status, approval_deadline FROM slots
-WHERE resource_id = $1 AND end_time > $2 AND start_time < $3
+SELECT booking_id, start_time, end_time, status, approval_deadline FROM bookings
+WHERE resource_id = $1 AND status IN ('pending', 'confirmed') AND end_time > $2
+  AND start_time < $3
 ORDER BY start_time, booking_id
 """
 ADD_CLOSURES = """
@@ -108,15 +72,9 @@ CLOSURE = """
 SELECT closure_id, resource_id, start_time, end_time, reason, created_at FROM closures
 WHERE resource_id = $1 AND closure_id = $2
 """
-TABLES = ("slots", "closures")
-# What `writes` leaves, from the whole log at once (after the bookings): a slot for every open
-# booking, and the closures added and not removed.
+TABLES = ("closures",)
+# What `writes` leaves, from the whole log at once: the closures added and not removed.
 REBUILD = (
-    """
-    INSERT INTO slots (booking_id, resource_id, start_time, end_time, status, approval_deadline)
-    SELECT booking_id, resource_id, start_time, end_time, status, approval_deadline
-    FROM bookings WHERE status IN ('pending', 'confirmed')
-    """,
     f"""
     WITH c AS (  -- one scan of the log serves both sides
         SELECT stream_id, topic, state FROM events
@@ -135,24 +93,9 @@ REBUILD = (
 
 
 def writes(events: Sequence[Any]) -> list[Write]:
-    slots, closures = Rows(SLOTS), Rows(CLOSURES_TABLE)
+    closures = Rows(CLOSURES_TABLE)
     for event in events:
-        if isinstance(event, BookingCreated | BookingMovedIn):
-            row = {
-                "booking_id": event.booking_id,
-                "resource_id": event.originator_id,
-                "start_time": event.start_time,
-                "end_time": event.end_time,
-                "status": event.status,
-                "approval_deadline": event.approval_deadline,
-            }
-            slots.put_row(event.booking_id, row)
-        elif isinstance(event, BookingModified):
-            times = {"start_time": event.start_time, "end_time": event.end_time}
-            slots.change(event.booking_id, {k: v for k, v in times.items() if v is not None})
-        elif isinstance(event, BookingApproved):
-            slots.change(event.booking_id, {"status": "confirmed"})
-        elif isinstance(event, ClosureAdded):
+        if isinstance(event, ClosureAdded):
             row = {
                 "closure_id": event.closure_id,
                 "resource_id": event.originator_id,
@@ -164,9 +107,7 @@ def writes(events: Sequence[Any]) -> list[Write]:
             closures.put_row(event.closure_id, row)
         elif isinstance(event, ClosureRemoved):
             closures.delete(event.closure_id)
-        elif hasattr(event, "booking_id"):  # every other booking event frees its slot
-            slots.delete(event.booking_id)
-    return slots.writes() + closures.writes()
+    return closures.writes()
 
 
 async def busy(

@@ -29,7 +29,7 @@ from projections import bookings
 HOUR = timedelta(hours=1)
 READ_MODEL_ROWS = {
     "bookings": "SELECT count(*) FROM bookings WHERE booking_id = $1",
-    "slots": "SELECT count(*) FROM slots WHERE booking_id = $1",
+    "open": "SELECT count(*) FROM bookings WHERE booking_id = $1 AND status = 'confirmed'",
 }
 
 
@@ -76,8 +76,8 @@ async def new_resource(store: EventStore, name: str = "Room") -> Resource:
     return resource
 
 
-PROJECTED = {"bookings": 1, "slots": 1}
-NOT_PROJECTED = {"bookings": 0, "slots": 0}
+PROJECTED = {"bookings": 1, "open": 1}
+NOT_PROJECTED = {"bookings": 0, "open": 0}
 
 
 async def read_model_counts(pool: asyncpg.Pool, booking_id: UUID) -> dict[str, int]:
