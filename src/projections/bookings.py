@@ -215,7 +215,7 @@ def changes(event: Any) -> dict[str, Any]:
     elif (status := STATUS_OF.get(type(event))) is not None:
         columns = {"status": status}
     else:
-        return {}  # moved out: the moved-in event that comes with it says where to
+        return {}  # not a booking's, or moved out (the moved-in event with it says where to)
     # None leaves a column as it was; a move sets the deadline (None lifts it).
     changed = {column: value for column, value in columns.items() if value is not None}
     if isinstance(event, BookingMovedIn):
