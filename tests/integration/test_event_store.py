@@ -429,6 +429,14 @@ async def test_feed_reader_sees_every_event_once_while_many_write(store: EventSt
 # --- command handlers across processes --------------------------------------------------------
 
 
+async def booked(
+    handlers: CommandHandlers, resource_id: UUID, start: int, end: int, client: UUID | None = None
+) -> UUID:
+    """Book hours `start` to `end` (see `future`) through the handlers; the booking's id."""
+    command = CreateBooking(resource_id, client or uuid4(), future(start), future(end))
+    return (await handlers.create_booking(command)).booking_id
+
+
 def _cached_version(repository: ResourceRepository, resource_id: UUID) -> int | None:
     cached = repository.cached(resource_id)
     return None if cached is None else cached.version
@@ -449,22 +457,16 @@ async def test_a_stale_process_does_not_refuse_on_what_it_missed(
     await second_repository.load(resource_id)  # the second process caches version 1
 
     # A booking the second process has not seen can still be cancelled through it...
-    unseen = (
-        await first.create_booking(CreateBooking(resource_id, uuid4(), future(1), future(2)))
-    ).booking_id
+    unseen = await booked(first, resource_id, 1, 2)
     await second.cancel_booking(CancelBooking(unseen))
     view = await bookings.get(pool, unseen)
     assert view is not None
     assert view.status == "cancelled"
 
     # ...and a slot freed by a cancellation it has not seen can be booked through it.
-    taken = (
-        await second.create_booking(CreateBooking(resource_id, uuid4(), future(3), future(4)))
-    ).booking_id
+    taken = await booked(second, resource_id, 3, 4)
     await first.cancel_booking(CancelBooking(taken))
-    again = (
-        await second.create_booking(CreateBooking(resource_id, uuid4(), future(3), future(4)))
-    ).booking_id
+    again = await booked(second, resource_id, 3, 4)
     assert again != taken
 
 
@@ -507,22 +509,16 @@ async def test_a_stale_process_reloads_after_a_conflict_and_decides_again(
     resource_id = (await new_resource(store)).id
     await second_repository.load(resource_id)
     assert _cached_version(second_repository, resource_id) == 1  # cached: soon stale
-    taken = (
-        await first.create_booking(CreateBooking(resource_id, client, future(1), future(3)))
-    ).booking_id
+    taken = await booked(first, resource_id, 1, 3, client)
 
     with pytest.raises(SlotTakenError) as refused:
         await second.create_booking(CreateBooking(resource_id, client, future(2), future(4)))
     assert refused.value.conflicting_booking_ids == [taken]
     assert _cached_version(second_repository, resource_id) == 2  # it reloaded
 
-    other = (
-        await first.create_booking(CreateBooking(resource_id, client, future(5), future(6)))
-    ).booking_id
+    other = await booked(first, resource_id, 5, 6, client)
     assert _cached_version(second_repository, resource_id) == 2  # stale again
-    free = (
-        await second.create_booking(CreateBooking(resource_id, client, future(3), future(5)))
-    ).booking_id
+    free = await booked(second, resource_id, 3, 5, client)
 
     assert await stream_keys(pool, resource_id) == [1, 2, 3, 4]
     _, events = await store.load(resource_id)
