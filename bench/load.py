@@ -7,9 +7,9 @@ resources take `targets` (label -> resource id) and spread their requests over t
 every target is measured in the same seconds, under the same load and noise; their figures come
 back per label in `by_target`.
 
-The client is aiohttp on uvloop: it costs about a tenth of the
-CPU per request of httpx on asyncio, so that on a machine with few cores the load generator is not
-what bounds the measured throughput.
+The client is aiohttp on uvloop: it costs about a tenth of the CPU per request of httpx on
+asyncio, so that on a machine with few cores the load generator is not what bounds the measured
+throughput.
 """
 
 import asyncio
