@@ -2,6 +2,8 @@
 missed ... per UTC day. A background projection: it follows the log on its own, a little after
 the writes, and can be rebuilt or added later and back-filled from the first event."""
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, date
 from typing import Any
 from uuid import UUID
@@ -16,8 +18,9 @@ NAME = "activity"
 TABLES = ("resource_activity",)
 
 COUNT = """
-INSERT INTO resource_activity (resource_id, day, type, count) VALUES ($1, $2, $3, 1)
-ON CONFLICT (resource_id, day, type) DO UPDATE SET count = resource_activity.count + 1
+INSERT INTO resource_activity (resource_id, day, type, count)
+SELECT * FROM unnest($1::uuid[], $2::date[], $3::text[], $4::integer[])
+ON CONFLICT (resource_id, day, type) DO UPDATE SET count = resource_activity.count + excluded.count
 """
 SELECT = """
 SELECT day, type, count FROM resource_activity
@@ -32,10 +35,16 @@ class DayActivity(msgspec.Struct, kw_only=True):
     count: int
 
 
-async def project(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
-    event: Any = recorded.event
-    day = event.timestamp.astimezone(UTC).date()
-    await conn.execute(COUNT, event.originator_id, day, EVENT_TYPES[type(event)])
+async def project(conn: asyncpg.Connection, batch: Sequence[RecordedEvent]) -> None:
+    """Count a batch of events: one statement, a row per resource, day and type."""
+    counts: Counter[tuple[UUID, date, str]] = Counter()
+    for recorded in batch:
+        event: Any = recorded.event
+        day = event.timestamp.astimezone(UTC).date()
+        counts[event.originator_id, day, EVENT_TYPES[type(event)]] += 1
+    if counts:
+        resource_ids, days, types = zip(*counts, strict=True)
+        await conn.execute(COUNT, resource_ids, days, types, list(counts.values()))
 
 
 async def of_resource(conn: Any, resource_id: UUID, start: date, end: date) -> list[DayActivity]:

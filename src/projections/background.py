@@ -42,7 +42,9 @@ class Projection(Protocol):
     NAME: str
     TABLES: tuple[str, ...]
 
-    def project(self, conn: asyncpg.Connection, recorded: RecordedEvent) -> Awaitable[None]: ...
+    def project(
+        self, conn: asyncpg.Connection, batch: Sequence[RecordedEvent]
+    ) -> Awaitable[None]: ...
 
 
 BACKGROUND: Sequence[Any] = (activity,)
@@ -85,9 +87,8 @@ async def catch_up(
                 return done
             after = await conn.fetchval(POSITION, projection.NAME) or 0
             batch = await store.read_feed(after, batch_size, conn=conn)
-            for recorded in batch:
-                await projection.project(conn, recorded)
             if batch:
+                await projection.project(conn, batch)
                 await conn.execute(MOVE, projection.NAME, batch[-1].position)
         done += len(batch)
         if progress:

@@ -214,12 +214,13 @@ class Stalling:
     NAME, TABLES = activity.NAME, activity.TABLES
     seen = 0
 
-    async def project(self, conn, recorded):
-        await activity.project(conn, recorded)
-        self.seen += 1
-        if self.seen == hang_at:
-            print("stalled", self.seen, flush=True)
-            await asyncio.sleep(3600)
+    async def project(self, conn, batch):
+        for recorded in batch:
+            await activity.project(conn, [recorded])
+            self.seen += 1
+            if self.seen == hang_at:
+                print("stalled", self.seen, flush=True)
+                await asyncio.sleep(3600)
 
 
 async def main():
@@ -332,11 +333,12 @@ class Breaking:
     def __init__(self, at: int) -> None:
         self.at, self.seen = at, 0
 
-    async def project(self, conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
-        self.seen += 1
-        if self.seen == self.at:
-            raise RuntimeError(f"projection broke at event {self.seen}")
-        await activity.project(conn, recorded)
+    async def project(self, conn: asyncpg.Connection, batch: Sequence[RecordedEvent]) -> None:
+        for recorded in batch:  # one at a time, so some are written when it breaks
+            self.seen += 1
+            if self.seen == self.at:
+                raise RuntimeError(f"projection broke at event {self.seen}")
+            await activity.project(conn, [recorded])
 
 
 async def test_an_exception_in_the_middle_of_a_batch_keeps_nothing_of_that_batch(
@@ -375,12 +377,15 @@ async def test_two_processes_catching_up_at_once_never_project_an_event_twice(
 
         NAME, TABLES = activity.NAME, activity.TABLES
 
-        async def project(self, conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
-            await activity.project(conn, recorded)
-            if recorded.position == feed[149].position:
-                mid_batch.set()
-                await go_on.wait()
-            await asyncio.sleep(0.0005)
+        async def project(
+            self, conn: asyncpg.Connection, batch: Sequence[RecordedEvent]
+        ) -> None:
+            for recorded in batch:
+                await activity.project(conn, [recorded])
+                if recorded.position == feed[149].position:
+                    mid_batch.set()
+                    await go_on.wait()
+                await asyncio.sleep(0.0005)
 
     other_pool = await open_pool(own_url, Settings(database_url=own_url))
     try:
@@ -420,8 +425,9 @@ async def test_a_new_projection_back_fills_from_the_first_event(
         f"CREATE TABLE {table} (seq bigserial PRIMARY KEY, position bigint NOT NULL UNIQUE)"
     )
 
-    async def note(conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
-        await conn.execute(f"INSERT INTO {table} (position) VALUES ($1)", recorded.position)
+    async def note(conn: asyncpg.Connection, batch: Sequence[RecordedEvent]) -> None:
+        insert = f"INSERT INTO {table} (position) VALUES ($1)"
+        await conn.executemany(insert, [(recorded.position,) for recorded in batch])
 
     added = SimpleNamespace(NAME=f"added-{table}", TABLES=(table,), project=note)
     try:
@@ -472,7 +478,7 @@ class Failing:
         self.attempts: list[float] = []
         """When each attempt began (monotonic): the failed ones, then the first that worked."""
 
-    async def project(self, conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
+    async def project(self, conn: asyncpg.Connection, batch: Sequence[RecordedEvent]) -> None:
         here = await conn.fetchval("SELECT current_database()")
         if here != self.database:
             raise RuntimeError(f"{self.NAME} only runs in {self.database}")
@@ -620,10 +626,12 @@ async def test_keep_projecting_stops_when_cancelled_in_the_middle_of_a_batch(
     class Stalling:
         NAME, TABLES = activity.NAME, activity.TABLES
 
-        async def project(self, conn: asyncpg.Connection, recorded: RecordedEvent) -> None:
+        async def project(
+            self, conn: asyncpg.Connection, batch: Sequence[RecordedEvent]
+        ) -> None:
             if await conn.fetchval("SELECT current_database()") != database:
                 raise RuntimeError(f"only stalls in {database}")  # not the session's app
-            await activity.project(conn, recorded)
+            await activity.project(conn, batch)
             inside.set()
             await asyncio.sleep(3600)
 
