@@ -377,9 +377,7 @@ async def test_two_processes_catching_up_at_once_never_project_an_event_twice(
 
         NAME, TABLES = activity.NAME, activity.TABLES
 
-        async def project(
-            self, conn: asyncpg.Connection, batch: Sequence[RecordedEvent]
-        ) -> None:
+        async def project(self, conn: asyncpg.Connection, batch: Sequence[RecordedEvent]) -> None:
             for recorded in batch:
                 await activity.project(conn, [recorded])
                 if recorded.position == feed[149].position:
@@ -626,9 +624,7 @@ async def test_keep_projecting_stops_when_cancelled_in_the_middle_of_a_batch(
     class Stalling:
         NAME, TABLES = activity.NAME, activity.TABLES
 
-        async def project(
-            self, conn: asyncpg.Connection, batch: Sequence[RecordedEvent]
-        ) -> None:
+        async def project(self, conn: asyncpg.Connection, batch: Sequence[RecordedEvent]) -> None:
             if await conn.fetchval("SELECT current_database()") != database:
                 raise RuntimeError(f"only stalls in {database}")  # not the session's app
             await activity.project(conn, batch)
