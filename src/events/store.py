@@ -8,7 +8,9 @@ transaction still running are returned, ordered by (transaction id, position), s
 follows it never misses an event that commits later below its cursor.
 """
 
+import asyncio
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
@@ -28,6 +30,7 @@ from eventsourcing.persistence import (
 )
 
 DomainEvent = CanMutateAggregate[UUID]
+_NIL = UUID(int=0)
 
 
 class ConcurrencyError(IntegrityError):
@@ -61,6 +64,15 @@ class Write:
 
 Projector = Callable[[Sequence[DomainEvent]], list[Write]]
 """The read-model writes for events (of one or more streams, in log order)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    """An append waiting for its statement, and the future that hears how it went."""
+
+    events: Sequence[DomainEvent]
+    snapshots: Sequence[Snapshot]
+    done: "asyncio.Future[list[RecordedEvent]]"
 
 
 # The events, and the projection's writes after it, in one statement: one round trip, atomic
@@ -149,27 +161,88 @@ def new_mapper(*transcodings: Transcoding) -> Mapper[UUID]:
 
 
 class EventStore:
-    """Appends events to streams and reads them back, by stream or as one global feed."""
+    """Appends events to streams and reads them back, by stream or as one global feed.
+
+    Appends go out as statements, at most `statements` at once. Appends made while they are all
+    under way wait, and the next statement carries every one of them (up to `batch`) together:
+    a group commit, one round trip and one commit for many appends, which is most of what an
+    append costs the database. Appends to different streams still never wait for each other's
+    locks: a statement that waits on a lock holds up only the appends it carries.
+    """
 
     def __init__(
         self,
         pool: asyncpg.Pool,
         mapper: Mapper[UUID],
         projector: Projector | None = None,
+        *,
+        statements: int = 2,
+        batch: int = 100,
     ) -> None:
         self.pool = pool
         self.mapper = mapper
         self.projector = projector
+        self.statements = statements
+        self.batch = batch
+        self._waiting: deque[_Append] = deque()
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def append(
         self, events: Sequence[DomainEvent], snapshots: Sequence[Snapshot] = ()
     ) -> list[RecordedEvent]:
         """Record events (of one or more streams) and snapshots, project them, return them:
-        one statement, so all of it or nothing.
+        all of it or nothing.
 
         Each event's version must be free in its stream: the first event of an aggregate
         loaded at version N carries N + 1, so the unique key enforces the expected version.
+        An append that goes out with others and fails the statement goes out again alone, so
+        only the appends that fail alone fail.
         """
+        done: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Append(events, snapshots, done))
+        if len(self._sending) < self.statements:
+            task = asyncio.create_task(self._send_waiting())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return await done
+
+    async def _send_waiting(self) -> None:
+        while self._waiting:
+            count = min(self.batch, len(self._waiting))
+            await self._send([self._waiting.popleft() for _ in range(count)])
+
+    async def _send(self, appends: list[_Append]) -> None:
+        """One statement for the appends; on failure, with more than one, one each."""
+        # By stream: statements that share streams take their locks in one order, no deadlock.
+        appends.sort(key=lambda a: min((e.originator_id for e in a.events), default=_NIL))
+        events = [e for a in appends for e in a.events]
+        try:
+            positions = await self._insert(events, [s for a in appends for s in a.snapshots])
+        except Exception as error:
+            if len(appends) > 1:
+                await asyncio.gather(*(self._send([a]) for a in appends))
+            elif not appends[0].done.done():  # its caller may have been cancelled
+                appends[0].done.set_exception(error)
+            return
+        except BaseException as error:  # cancelled (the loop is closing): tell them all
+            for a in appends:
+                if not a.done.done():
+                    a.done.set_exception(error)
+            raise
+        for a in appends:
+            if not a.done.done():
+                a.done.set_result(
+                    [
+                        RecordedEvent(positions[e.originator_id, e.originator_version], e)
+                        for e in a.events
+                    ]
+                )
+
+    async def _insert(
+        self, events: Sequence[DomainEvent], snapshots: Sequence[Snapshot]
+    ) -> dict[tuple[UUID, int], int]:
+        """Record and project the events and snapshots in one statement, atomic without a
+        transaction block; the position of each (stream, version)."""
         to_stored = self.mapper.to_stored_event
         writes = self.projector(events) if self.projector else []
         if snapshots:
@@ -184,8 +257,7 @@ class EventStore:
         except asyncpg.DeadlockDetectedError as error:
             # Two appends to the same streams crossing (a move from A to B and one from B to A).
             raise ConcurrencyError(str(error)) from error
-        positions = {(row["stream_id"], row["version"]): row["position"] for row in rows}
-        return [RecordedEvent(positions[e.originator_id, e.originator_version], e) for e in events]
+        return {(row["stream_id"], row["version"]): row["position"] for row in rows}
 
     async def load(self, stream_id: UUID) -> tuple[Snapshot | None, list[DomainEvent]]:
         """The stream's latest snapshot (or None) and the events recorded after it."""

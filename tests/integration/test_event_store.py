@@ -25,6 +25,7 @@ from events.resource import BookingCancelled, BookingCreated, ResourceRegistered
 from events.store import ConcurrencyError, DomainEvent, EventStore
 from holding import appending_waits, next_version_held
 from projections import bookings
+from projections.runner import project
 
 HOUR = timedelta(hours=1)
 READ_MODEL_ROWS = {
@@ -268,6 +269,90 @@ async def test_an_open_transaction_on_one_stream_does_not_block_another(
     await held
     assert await stream_keys(pool, blocked.id) == [1, 2]
     assert await stream_keys(pool, other.id) == [1, 2]
+
+
+# --- group commit -----------------------------------------------------------------------------
+
+
+def one_at_a_time(store: EventStore) -> EventStore:
+    """A store on the same pool that sends one statement at a time: appends made while it is
+    under way all go out together in the next."""
+    return EventStore(store.pool, store.mapper, projector=project, statements=1)
+
+
+async def test_appends_made_at_once_go_out_in_one_statement_each_with_its_positions(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    grouped = one_at_a_time(store)
+    resources = [await new_resource(store, f"Room {i}") for i in range(20)]
+    booking_ids = [book(r, future(1), future(2)) for r in resources]
+
+    outcomes = await asyncio.gather(*(grouped.append(r.collect_events()) for r in resources))
+
+    stored = await pool.fetch(
+        "SELECT stream_id, position, transaction_id FROM events "
+        "WHERE stream_id = ANY($1::uuid[]) AND version = 2",
+        [r.id for r in resources],
+    )
+    assert len({row["transaction_id"] for row in stored}) == 1  # one statement, one commit
+    positions = {row["stream_id"]: row["position"] for row in stored}
+    for resource, [recorded] in zip(resources, outcomes, strict=True):
+        assert recorded.event.originator_id == resource.id
+        assert recorded.position == positions[resource.id]
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM bookings WHERE booking_id = ANY($1::uuid[])", booking_ids
+        )
+        == 20
+    )
+
+
+async def test_a_stale_append_among_others_fails_alone(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """The statement of a group fails on the stale append; each then goes out alone."""
+    grouped = one_at_a_time(store)
+    contested = await new_resource(store)
+    stale = copy.deepcopy(contested)
+    book(contested, future(1), future(2))
+    await store.append(contested.collect_events())
+    lost = book(stale, future(3), future(4))
+    others = [await new_resource(store, f"Room {i}") for i in range(5)]
+    booked = [book(r, future(1), future(2)) for r in others]
+
+    outcomes = await asyncio.gather(
+        *(grouped.append(r.collect_events()) for r in [*others[:2], stale, *others[2:]]),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcomes[2], ConcurrencyError), outcomes
+    assert all(isinstance(o, list) for i, o in enumerate(outcomes) if i != 2), outcomes
+    for resource in others:
+        assert await stream_keys(pool, resource.id) == [1, 2]
+    assert await stream_keys(pool, contested.id) == [1, 2]
+    assert await read_model_counts(pool, lost) == NOT_PROJECTED
+    for booking_id in booked:
+        assert await read_model_counts(pool, booking_id) == PROJECTED
+
+
+async def test_a_caller_that_gives_up_waiting_leaves_the_others_their_appends(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    grouped = one_at_a_time(store)
+    resources = [await new_resource(store, f"Room {i}") for i in range(5)]
+    for resource in resources:
+        book(resource, future(1), future(2))
+    appends = [asyncio.create_task(grouped.append(r.collect_events())) for r in resources]
+    await asyncio.sleep(0)  # every append is waiting for the statement now
+
+    appends[0].cancel()
+
+    done = await asyncio.wait_for(asyncio.gather(*appends[1:]), timeout=10)
+    assert [[r.event.originator_id for r in found] for found in done] == [
+        [r.id] for r in resources[1:]
+    ]
+    for resource in resources[1:]:
+        assert await stream_keys(pool, resource.id) == [1, 2]
 
 
 # --- snapshots --------------------------------------------------------------------------------
