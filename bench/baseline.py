@@ -15,6 +15,8 @@ from litestar import Litestar, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from api.database import keep_session
+
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 CREATE TABLE IF NOT EXISTS crud_bookings (
@@ -78,7 +80,10 @@ async def fetch(booking_id: UUID, pool: Any) -> Response[Any]:
 def create_app() -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await asyncpg.create_pool(os.environ["DATABASE_URL"], min_size=2, max_size=10)
+        # The service's pool settings, its skipped reset round trip on release included.
+        pool = await asyncpg.create_pool(
+            os.environ["DATABASE_URL"], min_size=2, max_size=10, reset=keep_session
+        )
         async with pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock(42)")
             await conn.execute(SCHEMA)

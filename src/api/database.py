@@ -87,7 +87,7 @@ def database(settings: Settings, *, exclusive: bool = True) -> Iterator[str]:
             yield url
 
 
-async def _keep_session(_: asyncpg.Connection) -> None:
+async def keep_session(_: asyncpg.Connection) -> None:
     """Skip asyncpg's reset round trip on every release: no code here leaves session state
     behind (no LISTEN, no session settings, advisory locks are released where taken)."""
 
@@ -98,7 +98,7 @@ async def open_pool(url: str, settings: Settings) -> asyncpg.Pool:
         url,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
-        reset=_keep_session,
+        reset=keep_session,
     )
     async with pool.acquire() as conn:
         await migrate(conn)
