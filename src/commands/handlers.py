@@ -289,36 +289,39 @@ class CommandHandlers:
 
         Several resources change in one atomic append; their locks are taken in a fixed order,
         so two commands on the same pair cannot deadlock. A cached resource may be behind the
-        store (another process wrote since): an append on it fails and is decided again on the
-        store's state; a refusal, or a decision that nothing needs to change, is decided again
-        once the cached resource has caught up with the events recorded since.
+        store (another process wrote since): an append on it fails; a refusal, or a decision
+        that nothing needs to change, may be stale. Either way the decision is undone, the
+        resource catches up with the events recorded since, and it is decided again.
+
+        Catching up reads only those few events. Loading whole would read and decode a snapshot
+        of every open booking, long enough for the process that won to append again: a process
+        that lost once would go on losing.
         """
         give_up = time.monotonic() + self.deadline_seconds
         ordered = sorted(set(resource_ids))
         async with _all(self.repository.lock(r) for r in ordered):
-            resources = {r: self.repository.cached(r) for r in ordered}
-            current = all(resources[r] is None for r in ordered)  # read from the store now
+            cached = {r: self.repository.cached(r) for r in ordered}
+            current = all(cached[r] is None for r in ordered)  # read from the store now
+            loaded = {r: cached[r] or await self.repository.load(r) for r in ordered}
             attempts = 0
             while True:
-                loaded = {r: resources[r] or await self.repository.load(r) for r in ordered}
+                versions = {r: loaded[r].version for r in ordered}
                 try:
                     decide(loaded, self.clock())
                 except DomainError:
+                    for r in ordered:
+                        loaded[r].revert(versions[r])  # changed before the refusal
                     if current:
-                        for r in ordered:
-                            if loaded[r].pending_events:  # changed before the refusal: discard
-                                self.repository.forget(r)
                         raise  # refused on the store's state
-                    resources = await self._caught_up(loaded)
-                    current = True
+                    loaded, current = await self._caught_up(loaded), True
                     continue
                 except BaseException:
                     for r in ordered:
                         self.repository.forget(r)
                     raise
                 if not current and not any(loaded[r].pending_events for r in ordered):
-                    resources = await self._caught_up(loaded)  # "nothing to do" may be stale
-                    current = True
+                    # "Nothing to do" may be stale too.
+                    loaded, current = await self._caught_up(loaded), True
                     continue
                 try:
                     # In the caller's order: a move's source before its target.
@@ -326,25 +329,20 @@ class CommandHandlers:
                         *(loaded[r] for r in dict.fromkeys(resource_ids))
                     )
                 except ConcurrencyError:
-                    resources, current = dict.fromkeys(ordered), True
+                    for r in ordered:
+                        loaded[r].revert(versions[r])
                     if time.monotonic() > give_up:
                         names = ", ".join(str(r) for r in ordered)
                         raise ContentionError(f"Resource {names} is too busy; try again.") from None
                     attempts += 1
-                    # Another process is writing this resource: let it finish before reloading.
+                    # Another process is writing this resource: give it room (and spread the
+                    # retries of several losers) before reading what it wrote.
                     await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempts)))
+                    loaded, current = await self._caught_up(loaded), True
 
-    async def _caught_up(self, loaded: dict[UUID, Resource]) -> dict[UUID, Resource | None]:
-        """The resources with what the store holds since they were cached; None for one that
-        a refused decision changed before it refused (it is loaded again)."""
-        found: dict[UUID, Resource | None] = {}
-        for resource_id, resource in loaded.items():
-            if resource.pending_events:
-                self.repository.forget(resource_id)
-                found[resource_id] = None
-            else:
-                found[resource_id] = await self.repository.catch_up(resource)
-        return found
+    async def _caught_up(self, loaded: dict[UUID, Resource]) -> dict[UUID, Resource]:
+        """The resources with the events the store recorded since their version applied."""
+        return {r: await self.repository.catch_up(resource) for r, resource in loaded.items()}
 
 
 @asynccontextmanager

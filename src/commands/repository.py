@@ -1,7 +1,8 @@
 """Loads and saves Resource aggregates: snapshot plus newer events, a per-process cache.
 
 The cache only saves reads: every save appends at the next version, so a cached aggregate that
-another process has moved past loses the append (`ConcurrencyError`), is dropped and reloaded.
+another process has moved past loses the append (`ConcurrencyError`); the caller undoes its
+decision (`Resource.revert`) and catches the aggregate up with the events since.
 """
 
 import asyncio

@@ -10,7 +10,7 @@ grows with open bookings, never with history.
 from datetime import datetime, timedelta
 from functools import cache, singledispatchmethod
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
@@ -62,6 +62,7 @@ Role = Literal["client", "owner"]
 """Who asks: notice rules on changes and cancellations bind clients, not the owner."""
 SETTINGS = ("name", "timezone", "capacity", "requires_approval", "details")
 """The settings besides the rules that `update` may change."""
+_V = TypeVar("_V")
 
 
 class HoldAsList(Transcoding):
@@ -118,6 +119,11 @@ TRANSCODINGS = (HoldAsList(), ClosureAsList(), RulesAsDict())
 class Resource(Aggregate):
     """Something bookable: a room, a person, a piece of equipment."""
 
+    # The state before the current decision and the holds and closures it changed, for `revert`.
+    # A slot, not an attribute: it is no part of the state (snapshots and equality read `vars`).
+    __slots__ = ("_undo",)
+    _undo: tuple[dict[str, Any], list[tuple[str, Hold | None, Closure | None]]]
+
     def __init__(
         self,
         *,
@@ -167,6 +173,35 @@ class Resource(Aggregate):
             actor=actor,
             timestamp=now,
         )
+
+    def trigger_event(self, event_class: Any, **kwargs: Any) -> None:
+        """Record an event, as the library does, noting first what it changes so that `revert`
+        can put it back: the attributes (once per decision), and the hold or closure of the
+        booking or closure the event names (the `when` steps change nothing else)."""
+        undo = getattr(self, "_undo", None)
+        if undo is None or not self.pending_events:
+            undo = self._undo = (dict(vars(self)), [])  # a new decision
+        if (named := kwargs.get("booking_id") or kwargs.get("closure_id")) is not None:
+            key = str(named)
+            undo[1].append((key, self.holds.get(key), self.closures.get(key)))
+        super().trigger_event(event_class, **kwargs)
+
+    def revert(self, version: int) -> None:
+        """Undo a decision taken at `version`: one refused half-way, or one whose events the
+        store did not take (another writer was first). The state is as it was before."""
+        if self.version == version:
+            return  # nothing decided
+        undo = getattr(self, "_undo", None)
+        if undo is None or undo[0]["_version"] != version:
+            raise ValueError(f"Resource {self.id} has no decision taken at version {version}.")
+        before, changed = undo
+        for key, hold, closure in reversed(changed):
+            _put_back(self.holds, key, hold)
+            _put_back(self.closures, key, closure)
+        vars(self).clear()
+        vars(self).update(before)
+        self.pending_events[:] = [e for e in self.pending_events if e.originator_version <= version]
+        del self._undo
 
     @property
     def policy(self) -> Policy:
@@ -493,7 +528,9 @@ class Resource(Aggregate):
 
     @singledispatchmethod
     def when(self, event: ResourceEvent) -> None:
-        """Apply an event to the state (events are applied, never decided, here)."""
+        """Apply an event to the state (events are applied, never decided, here). A step sets
+        attributes and the hold or closure of the booking or closure its event names, nothing
+        else: `revert` puts back only those."""
         raise NotImplementedError(type(event).__name__)
 
     @when.register
@@ -563,6 +600,14 @@ def _zone_names() -> frozenset[str]:
     """The IANA zone names, as the tzdata package lists them (the system's folder also holds
     files such as `localtime` that are not zones)."""
     return frozenset(resources.files("tzdata").joinpath("zones").read_text().split())
+
+
+def _put_back(entries: dict[str, _V], key: str, value: _V | None) -> None:
+    """Set `entries[key]` to what it was: `value`, or absent."""
+    if value is None:
+        entries.pop(key, None)
+    else:
+        entries[key] = value
 
 
 def _check_settings(values: dict[str, Any]) -> None:
