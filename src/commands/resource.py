@@ -7,6 +7,8 @@ those the clock has closed (completion after the end, expiry of undecided reques
 grows with open bookings, never with history.
 """
 
+from bisect import bisect_left, insort
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from functools import cache, singledispatchmethod
 from importlib import resources
@@ -116,12 +118,40 @@ TRANSCODINGS = (HoldAsList(), ClosureAsList(), RulesAsDict())
 """What the store's mapper needs to write and read Resource snapshots."""
 
 
+class _Starts:
+    """The keys of holds by start time, so a slot is checked against the holds near it, not
+    against every open booking of the resource."""
+
+    __slots__ = ("keys", "longest")
+
+    def __init__(self, holds: dict[str, Hold]) -> None:
+        self.keys = sorted((hold.start, key) for key, hold in holds.items())
+        self.longest = max((h.end - h.start for h in holds.values()), default=timedelta(0))
+        """At least as long as the longest hold (it does not shrink when one goes)."""
+
+    def add(self, key: str, hold: Hold) -> None:
+        insort(self.keys, (hold.start, key))
+        self.longest = max(self.longest, hold.end - hold.start)
+
+    def remove(self, key: str, hold: Hold) -> None:
+        del self.keys[bisect_left(self.keys, (hold.start, key))]
+
+    def overlapping(self, start: datetime, end: datetime) -> Iterator[str]:
+        """The keys of the holds that may overlap `[start, end)` (and a few that end before)."""
+        keys, i = self.keys, bisect_left(self.keys, (start - self.longest,))
+        while i < len(keys) and keys[i][0] < end:
+            yield keys[i][1]
+            i += 1
+
+
 class Resource(Aggregate):
     """Something bookable: a room, a person, a piece of equipment."""
 
-    # The state before the current decision and the holds and closures it changed, for `revert`.
-    # A slot, not an attribute: it is no part of the state (snapshots and equality read `vars`).
-    __slots__ = ("_undo",)
+    # Slots, not attributes: no part of the state (snapshots and equality read `vars`).
+    # `_starts`: the holds by start time, made when first needed and kept in step. `_undo`: the
+    # state before the current decision and the holds and closures it changed, for `revert`.
+    __slots__ = ("_starts", "_undo")
+    _starts: _Starts
     _undo: tuple[dict[str, Any], list[tuple[str, Hold | None, Closure | None]]]
 
     def __init__(
@@ -196,7 +226,7 @@ class Resource(Aggregate):
             raise ValueError(f"Resource {self.id} has no decision taken at version {version}.")
         before, changed = undo
         for key, hold, closure in reversed(changed):
-            _put_back(self.holds, key, hold)
+            self._set_hold(key, hold)
             _put_back(self.closures, key, closure)
         vars(self).clear()
         vars(self).update(before)
@@ -317,7 +347,7 @@ class Resource(Aggregate):
                 new_start,
                 new_end,
                 now,
-                holds=self.holds.values(),
+                holds=self._holds_around(new_start, new_end),
                 closures=self.closures.values(),
                 ignoring=booking_id,
                 start_changed=new_start != hold.start,
@@ -474,7 +504,7 @@ class Resource(Aggregate):
         if start < now:
             raise InvalidCommandError("start_time must not be in the past.", "start_time")
         self.policy.check_slot(
-            start, end, now, holds=self.holds.values(), closures=self.closures.values()
+            start, end, now, holds=self._holds_around(start, end), closures=self.closures.values()
         )
         if not self.requires_approval:
             return CONFIRMED, None
@@ -484,6 +514,25 @@ class Resource(Aggregate):
     def _check_active(self) -> None:
         if self.retired:
             raise ResourceRetiredError(self.id)
+
+    def _holds_around(self, start: datetime, end: datetime) -> list[Hold]:
+        """The holds that may overlap a slot, its buffers and theirs included."""
+        starts = getattr(self, "_starts", None)
+        if starts is None:
+            starts = self._starts = _Starts(self.holds)
+        before, after = self.policy.buffers()
+        near = starts.overlapping(start - before - after, end + before + after)
+        return [self.holds[key] for key in near]
+
+    def _set_hold(self, key: str, hold: Hold | None) -> None:
+        """Put, replace or (None) drop a hold; every change to `holds` goes through here."""
+        starts = getattr(self, "_starts", None)
+        if starts is not None:
+            if (old := self.holds.get(key)) is not None:
+                starts.remove(key, old)
+            if hold is not None:
+                starts.add(key, hold)
+        _put_back(self.holds, key, hold)
 
     def _hold(self, booking_id: UUID) -> Hold:
         hold = self.holds.get(str(booking_id))
@@ -560,30 +609,37 @@ class Resource(Aggregate):
     @when.register(BookingCreated)
     @when.register(BookingMovedIn)
     def _(self, event: BookingCreated | BookingMovedIn) -> None:
-        self.holds[str(event.booking_id)] = Hold(
-            event.booking_id,
-            event.start_time,
-            event.end_time,
-            event.status,
-            event.approval_deadline,
+        self._set_hold(
+            str(event.booking_id),
+            Hold(
+                event.booking_id,
+                event.start_time,
+                event.end_time,
+                event.status,
+                event.approval_deadline,
+            ),
         )
 
     @when.register
     def _(self, event: BookingModified) -> None:
         key = str(event.booking_id)
         hold = self.holds[key]
-        self.holds[key] = Hold(
-            hold.booking_id,
-            event.start_time or hold.start,
-            event.end_time or hold.end,
-            hold.status,
-            hold.deadline,
+        self._set_hold(
+            key,
+            Hold(
+                hold.booking_id,
+                event.start_time or hold.start,
+                event.end_time or hold.end,
+                hold.status,
+                hold.deadline,
+            ),
         )
 
     @when.register
     def _(self, event: BookingApproved) -> None:
-        hold = self.holds[str(event.booking_id)]
-        self.holds[str(event.booking_id)] = Hold(hold.booking_id, hold.start, hold.end, CONFIRMED)
+        key = str(event.booking_id)
+        hold = self.holds[key]
+        self._set_hold(key, Hold(hold.booking_id, hold.start, hold.end, CONFIRMED))
 
     @when.register(BookingCancelled)
     @when.register(BookingRejected)
@@ -592,7 +648,7 @@ class Resource(Aggregate):
     @when.register(BookingNoShow)
     @when.register(BookingMovedOut)
     def _(self, event: Any) -> None:
-        self.holds.pop(str(event.booking_id), None)
+        self._set_hold(str(event.booking_id), None)
 
 
 @cache
