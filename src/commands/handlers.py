@@ -3,8 +3,7 @@
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -299,7 +298,7 @@ class CommandHandlers:
         """
         give_up = time.monotonic() + self.deadline_seconds
         ordered = sorted(set(resource_ids))
-        async with _all(self.repository.lock(r) for r in ordered):
+        async with _All(self.repository.lock(r) for r in ordered):
             cached = {r: self.repository.cached(r) for r in ordered}
             current = all(cached[r] is None for r in ordered)  # read from the store now
             loaded = {r: cached[r] or await self.repository.load(r) for r in ordered}
@@ -345,10 +344,25 @@ class CommandHandlers:
         return {r: await self.repository.catch_up(resource) for r, resource in loaded.items()}
 
 
-@asynccontextmanager
-async def _all(locks: Iterable[asyncio.Lock]) -> AsyncIterator[None]:
-    """Hold every lock, taken in the given order."""
-    async with AsyncExitStack() as stack:
-        for lock in locks:
-            await stack.enter_async_context(lock)
-        yield
+class _All:
+    """Holds every lock, taken in the given order (and let go in reverse)."""
+
+    def __init__(self, locks: Iterable[asyncio.Lock]) -> None:
+        self.locks = list(locks)
+        self.held: list[asyncio.Lock] = []
+
+    async def __aenter__(self) -> None:
+        try:
+            for lock in self.locks:
+                await lock.acquire()
+                self.held.append(lock)
+        except BaseException:
+            self._release()
+            raise
+
+    async def __aexit__(self, *_: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self.held:
+            self.held.pop().release()
