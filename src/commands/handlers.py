@@ -302,6 +302,8 @@ class CommandHandlers:
             cached = {r: self.repository.cached(r) for r in ordered}
             current = all(cached[r] is None for r in ordered)  # read from the store now
             loaded = {r: cached[r] or await self.repository.load(r) for r in ordered}
+            if not current and any(self.repository.shared(r) for r in ordered):
+                loaded, current = await self._caught_up(loaded), True  # likely behind
             attempts = 0
             while True:
                 versions = {r: loaded[r].version for r in ordered}

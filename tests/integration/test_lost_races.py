@@ -14,7 +14,7 @@ import pytest
 
 from commands.errors import SlotTakenError
 from commands.handlers import CommandHandlers, CreateBooking, ModifyBooking
-from commands.repository import ResourceRepository
+from commands.repository import SHARED_FOR, ResourceRepository
 from commands.resource import Resource
 from events.store import ConcurrencyError, EventStore, RecordedEvent
 from projections import bookings
@@ -167,3 +167,45 @@ async def test_a_move_its_target_refuses_leaves_the_source_as_it_was_without_a_r
     assert not cached.pending_events
     assert cached == await ResourceRepository(store).load(source)
     assert await bookings.resource_of(second.repository.store.pool, moving) == source
+
+
+async def test_a_process_catches_up_first_on_a_resource_others_write_and_loses_no_more_races(
+    store: EventStore, processes: tuple[Process, Process]
+) -> None:
+    first, second = processes
+    resource_id = await busy_resource(store)
+    for process in processes:
+        await process.repository.load(resource_id)
+        process.repository.loads = 0
+
+    # given: each process lost a race to the other once: each knows the other writes there
+    await first.book(resource_id, 1)
+    await second.book(resource_id, 3)
+    await first.book(resource_id, 5)
+    assert [p.repository.lost for p in processes] == [1, 1]
+    assert all(p.repository.shared(resource_id) for p in processes)
+
+    # when: they keep taking turns
+    for n in range(10):
+        await processes[n % 2].book(resource_id, 7 + 2 * n)
+
+    # then: each catches up before deciding, and loses no race
+    assert [p.repository.lost for p in processes] == [1, 1]
+    assert [p.repository.loads for p in processes] == [0, 0]
+
+
+async def test_a_resource_nobody_else_writes_is_decided_on_from_the_cache_again(
+    store: EventStore, processes: tuple[Process, Process]
+) -> None:
+    first, second = processes
+    resource_id = await busy_resource(store)
+    await first.repository.load(resource_id)
+    await second.book(resource_id, 1)
+    await first.book(resource_id, 3)  # loses to the second once
+    assert first.repository.shared(resource_id)
+
+    for n in range(SHARED_FOR):  # catch-ups that find nothing new
+        await first.book(resource_id, 5 + 2 * n)
+
+    assert not first.repository.shared(resource_id)
+    assert first.repository.lost == 1
