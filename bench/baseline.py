@@ -15,6 +15,7 @@ from litestar import Litestar, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from api.app import collect_less_often
 from api.database import keep_session
 
 SCHEMA = """
@@ -88,6 +89,7 @@ def create_app() -> Litestar:
             await conn.execute("SELECT pg_advisory_lock(42)")
             await conn.execute(SCHEMA)
             await conn.execute("SELECT pg_advisory_unlock(42)")
+        collect_less_often()  # as the service does
         app.state.pool = pool
         try:
             yield

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -45,6 +46,17 @@ async def health(db: Db) -> Response[Any]:
     return Response({"status": "ok"})
 
 
+def collect_less_often() -> None:
+    """Let Python's cycle collector run less often, and never over what is loaded by now.
+
+    A worker keeps many long-lived objects (its cache of aggregates, their open bookings). With
+    the default thresholds a full collection walked all of them every few hundred requests: it
+    made the slowest 1% of creates about three times slower and cost a tenth of the CPU. Requests
+    make little cyclic garbage (mostly exceptions), and it is still collected, later."""
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Litestar:
     """Build the app; the pool opens (and the schema migrates) when it starts."""
     settings = settings or Settings.from_env()
@@ -55,6 +67,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
             msg = "create_app needs Settings.database_url (`bookings serve` provides one)"
             raise RuntimeError(msg)
         pool = await open_pool(settings.database_url, settings)
+        collect_less_often()
         store = EventStore(pool, new_mapper(*TRANSCODINGS), projector=project)
         repository = ResourceRepository(store, snapshot_every=settings.snapshot_every)
 
