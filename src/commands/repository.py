@@ -28,6 +28,12 @@ class ResourceRepository:
     would lose the append (and with it the round trip, and the group of appends it went out
     with). So while catch-ups keep finding events written elsewhere, the resource is `shared`,
     and decisions catch it up first: one small read.
+
+    A stream is snapshotted every `snapshot_every` events, or, when that is more, every half as
+    many events as the resource has open bookings. A snapshot costs in proportion to them
+    (3,000 open bookings: about 10 ms of the process's CPU and 570 kB to write), so a busy
+    resource would spend most of its time on snapshots. This way a snapshot costs each event a
+    few microseconds, and a load replays no more events than that interval.
     """
 
     def __init__(self, store: EventStore, snapshot_every: int = 100, cache_size: int = 10_000):
@@ -36,6 +42,7 @@ class ResourceRepository:
         self.cache_size = cache_size
         self._cache: OrderedDict[UUID, Resource] = OrderedDict()
         self._shared: dict[UUID, int] = {}  # catch-ups that must still find nothing new
+        self._snapshotted: dict[UUID, int] = {}  # the version of the latest snapshot known
         # A lock lives as long as someone holds or awaits it.
         self._locks: WeakValueDictionary[UUID, asyncio.Lock] = WeakValueDictionary()
 
@@ -56,6 +63,7 @@ class ResourceRepository:
     async def load(self, resource_id: UUID) -> Resource:
         """The resource at its latest version in the store."""
         snapshot, events = await self.store.load(resource_id)
+        self._snapshotted[resource_id] = snapshot.originator_version if snapshot else 0
         if snapshot is None and not events:
             raise ResourceNotFoundError(resource_id)
         resource = cast(Resource | None, snapshot.mutate(None) if snapshot else None)
@@ -89,8 +97,8 @@ class ResourceRepository:
             return []
         snapshots = []
         for resource in resources:
-            previous = resource.version - sum(e.originator_id == resource.id for e in pending)
-            if previous // self.snapshot_every != resource.version // self.snapshot_every:
+            every = max(self.snapshot_every, len(resource.holds) // 2)
+            if resource.version - self._snapshotted.get(resource.id, 0) >= every:
                 snapshots.append(Resource.Snapshot.take(resource))
         try:
             recorded = await self.store.append(pending, snapshots)
@@ -100,12 +108,15 @@ class ResourceRepository:
             raise
         for resource in resources:
             self._remember(resource)
+        for snapshot in snapshots:
+            self._snapshotted[snapshot.originator_id] = snapshot.originator_version
         return recorded
 
     def forget(self, resource_id: UUID) -> None:
         """Drop a cached resource, so the next `get` reads it from the store."""
         self._cache.pop(resource_id, None)
         self._shared.pop(resource_id, None)
+        self._snapshotted.pop(resource_id, None)
 
     def _remember(self, resource: Resource) -> None:
         self._cache[resource.id] = resource
@@ -113,3 +124,4 @@ class ResourceRepository:
         while len(self._cache) > self.cache_size:
             gone, _ = self._cache.popitem(last=False)
             self._shared.pop(gone, None)
+            self._snapshotted.pop(gone, None)

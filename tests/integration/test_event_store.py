@@ -22,7 +22,7 @@ from commands.handlers import CancelBooking, CommandHandlers, CreateBooking
 from commands.repository import ResourceRepository
 from commands.resource import Resource
 from events.resource import BookingCancelled, BookingCreated, ResourceRegistered
-from events.store import ConcurrencyError, DomainEvent, EventStore
+from events.store import ConcurrencyError, DomainEvent, EventStore, RecordedEvent
 from holding import appending_waits, next_version_held
 from projections import bookings
 from projections.runner import project
@@ -416,6 +416,42 @@ async def test_snapshots_bound_the_load_and_give_the_same_decisions(
     assert snapshot is not None
     assert snapshot.originator_version == 10
     assert events == []
+
+
+class CountingSnapshots(EventStore):
+    """The store, counting the snapshots it is given."""
+
+    snapshots = 0
+
+    async def append(
+        self, events: Sequence[DomainEvent], snapshots: Sequence[Snapshot] = ()
+    ) -> list[RecordedEvent]:
+        self.snapshots += len(snapshots)
+        return await super().append(events, snapshots)
+
+
+async def test_a_resource_with_many_open_bookings_is_snapshotted_less_often(
+    store: EventStore,
+) -> None:
+    """Every 5 events, or every half as many events as it has open bookings when that is more:
+    40 saves on a resource with 40 to 80 open bookings take one snapshot, not 8."""
+    counting = CountingSnapshots(store.pool, store.mapper, projector=project)
+    repository = ResourceRepository(counting, snapshot_every=5)
+    resource = registered("Busy")
+    for i in range(40):
+        book(resource, future(2 * i), future(2 * i + 1))
+    await repository.save(resource)
+    counting.snapshots = 0
+
+    for i in range(40, 80):
+        book(resource, future(2 * i), future(2 * i + 1))
+        await repository.save(resource)
+
+    assert counting.snapshots == 1
+    snapshot, events = await store.load(resource.id)
+    assert snapshot is not None
+    assert len(events) <= len(resource.holds) // 2
+    assert rebuilt(snapshot, events) == resource
 
 
 # --- the global feed --------------------------------------------------------------------------
