@@ -63,9 +63,9 @@ class ResourceRepository:
     async def load(self, resource_id: UUID) -> Resource:
         """The resource at its latest version in the store."""
         snapshot, events = await self.store.load(resource_id)
-        self._snapshotted[resource_id] = snapshot.originator_version if snapshot else 0
         if snapshot is None and not events:
             raise ResourceNotFoundError(resource_id)
+        self._snapshotted[resource_id] = snapshot.originator_version if snapshot else 0
         resource = cast(Resource | None, snapshot.mutate(None) if snapshot else None)
         for event in events:
             resource = cast(Resource, event.mutate(resource))
@@ -113,10 +113,10 @@ class ResourceRepository:
         return recorded
 
     def forget(self, resource_id: UUID) -> None:
-        """Drop a cached resource, so the next `get` reads it from the store."""
+        """Drop a cached resource, so the next `get` reads it from the store. (The version of
+        its latest snapshot stays known: the store's only grows.)"""
         self._cache.pop(resource_id, None)
         self._shared.pop(resource_id, None)
-        self._snapshotted.pop(resource_id, None)
 
     def _remember(self, resource: Resource) -> None:
         self._cache[resource.id] = resource

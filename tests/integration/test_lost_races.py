@@ -209,3 +209,21 @@ async def test_a_resource_nobody_else_writes_is_decided_on_from_the_cache_again(
 
     assert not first.repository.shared(resource_id)
     assert first.repository.lost == 1
+
+
+async def test_a_lost_race_does_not_bring_the_next_snapshot_forward(
+    store: EventStore, processes: tuple[Process, Process]
+) -> None:
+    first, second = processes
+    resource_id = await busy_resource(store)  # saved with a snapshot at its version
+    snapshotted = (await store.load(resource_id))[0]
+    assert snapshotted is not None
+    await second.repository.load(resource_id)
+    await first.book(resource_id, 1)
+
+    await second.book(resource_id, 3)  # loses once, then books
+
+    assert second.repository.lost == 1
+    latest = (await store.load(resource_id))[0]
+    assert latest is not None
+    assert latest.originator_version == snapshotted.originator_version
