@@ -343,11 +343,12 @@ class Resource(Aggregate):
                 raise InvalidCommandError("A booking cannot be moved into the past.", "start_time")
             if new_end <= now:
                 raise InvalidCommandError("end_time must be in the future.", "end_time")
-            self.policy.check_slot(
+            policy = self.policy
+            policy.check_slot(
                 new_start,
                 new_end,
                 now,
-                holds=self._holds_around(new_start, new_end),
+                holds=self._holds_around(policy, new_start, new_end),
                 closures=self.closures.values(),
                 ignoring=booking_id,
                 start_changed=new_start != hold.start,
@@ -503,9 +504,9 @@ class Resource(Aggregate):
             raise InvalidCommandError("end_time must be after start_time.", "end_time")
         if start < now:
             raise InvalidCommandError("start_time must not be in the past.", "start_time")
-        self.policy.check_slot(
-            start, end, now, holds=self._holds_around(start, end), closures=self.closures.values()
-        )
+        policy = self.policy
+        holds = self._holds_around(policy, start, end)
+        policy.check_slot(start, end, now, holds=holds, closures=self.closures.values())
         if not self.requires_approval:
             return CONFIRMED, None
         window = self.rules.approval_window_minutes
@@ -515,12 +516,12 @@ class Resource(Aggregate):
         if self.retired:
             raise ResourceRetiredError(self.id)
 
-    def _holds_around(self, start: datetime, end: datetime) -> list[Hold]:
-        """The holds that may overlap a slot, its buffers and theirs included."""
+    def _holds_around(self, policy: Policy, start: datetime, end: datetime) -> list[Hold]:
+        """The holds that may overlap a slot, its buffers and theirs (by `policy`) included."""
         starts = getattr(self, "_starts", None)
         if starts is None:
             starts = self._starts = _Starts(self.holds)
-        before, after = self.policy.buffers()
+        before, after = policy.buffers()
         near = starts.overlapping(start - before - after, end + before + after)
         return [self.holds[key] for key in near]
 
