@@ -85,6 +85,14 @@ async def read_model_counts(pool: asyncpg.Pool, booking_id: UUID) -> dict[str, i
     return {table: await pool.fetchval(sql, booking_id) for table, sql in READ_MODEL_ROWS.items()}
 
 
+async def projected(pool: asyncpg.Pool, booking_ids: list[UUID]) -> int:
+    """How many of the bookings have a row in the bookings read model."""
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM bookings WHERE booking_id = ANY($1::uuid[])", booking_ids
+    )
+    return count
+
+
 async def stream_keys(pool: asyncpg.Pool, stream_id: UUID) -> list[int]:
     rows = await pool.fetch(
         "SELECT version FROM events WHERE stream_id = $1 ORDER BY version", stream_id
@@ -245,12 +253,7 @@ async def test_concurrent_appends_to_different_streams_all_succeed(
     assert all(isinstance(o, list) and len(o) == 1 for o in outcomes), outcomes
     for resource in resources:
         assert await stream_keys(pool, resource.id) == [1, 2]
-    assert (
-        await pool.fetchval(
-            "SELECT count(*) FROM bookings WHERE booking_id = ANY($1::uuid[])", booking_ids
-        )
-        == 20
-    )
+    assert await projected(pool, booking_ids) == 20
 
 
 async def test_an_open_transaction_on_one_stream_does_not_block_another(
@@ -299,12 +302,7 @@ async def test_appends_made_at_once_go_out_in_one_statement_each_with_its_positi
     for resource, [recorded] in zip(resources, outcomes, strict=True):
         assert recorded.event.originator_id == resource.id
         assert recorded.position == positions[resource.id]
-    assert (
-        await pool.fetchval(
-            "SELECT count(*) FROM bookings WHERE booking_id = ANY($1::uuid[])", booking_ids
-        )
-        == 20
-    )
+    assert await projected(pool, booking_ids) == 20
 
 
 async def test_a_stale_append_among_others_fails_alone(
