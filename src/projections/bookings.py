@@ -134,51 +134,54 @@ STATUS_OF = {
 _STATUS = " ".join(f"WHEN {topic(t)} THEN '{status}'" for t, status in STATUS_OF.items())
 # A rebuild runs the statement in parts at once, each for the bookings whose id hashes to it.
 _IN_PART = "(hashtext(state->'booking_id'->>'_data_') & 2147483647) % {parts} = {part}"
-# What `writes` leaves of each booking, from the whole log at once: its creation and, where
-# later events changed it, each column as the last of them that set it left it (a move-in sets
-# the resource and the deadline; a move-out changes nothing the move-in after it does not).
+# What `writes` leaves of each booking, from the whole log at once, in one scan of it: its
+# creation and, where later events changed it, each column as the last of them that set it left
+# it (a move-in sets the resource and the deadline; a move-out changes nothing the move-in after
+# it does not). Times stay text until the last step, which parses only the ones a row keeps.
 REBUILD = (
     f"""
     INSERT INTO bookings (booking_id, resource_id, client_id, start_time, end_time, status,
                           details, approval_deadline, created_at, updated_at)
-    WITH changed AS (
+    WITH e AS MATERIALIZED (
+        SELECT position, stream_id, topic = {topic(BookingCreated)} AS created,
+               topic = {topic(BookingMovedIn)} AS moved,
+               COALESCE(CASE topic {_STATUS} END, state->>'status') AS status,
+               event_uuid(state->'booking_id') AS booking_id,
+               state->'client_id'->>'_data_' AS client_id,
+               state->'start_time'->>'_data_' AS start_time,
+               state->'end_time'->>'_data_' AS end_time,
+               state->>'details' AS details,
+               state->'approval_deadline'->>'_data_' AS approval_deadline,
+               state->'timestamp'->>'_data_' AS at
+        FROM events
+        WHERE state ? 'booking_id' AND topic <> {topic(BookingMovedOut)} AND {_IN_PART}
+    ), changed AS (
         SELECT booking_id,
                bool_or(moved) AS moved,
                (array_agg(stream_id ORDER BY position DESC)
                     FILTER (WHERE moved))[1] AS resource_id,
-               (array_agg(event_time(state->'start_time') ORDER BY position DESC)
-                    FILTER (WHERE state->'start_time' <> 'null'))[1] AS start_time,
-               (array_agg(event_time(state->'end_time') ORDER BY position DESC)
-                    FILTER (WHERE state->'end_time' <> 'null'))[1] AS end_time,
-               (array_agg(COALESCE(status, state->>'status') ORDER BY position DESC)
-                    FILTER (WHERE moved OR status IS NOT NULL))[1] AS status,
-               (array_agg(state->>'details' ORDER BY position DESC)
-                    FILTER (WHERE state->>'details' IS NOT NULL))[1] AS details,
-               (array_agg(event_time(state->'approval_deadline') ORDER BY position DESC)
+               (array_agg(start_time ORDER BY position DESC)
+                    FILTER (WHERE start_time IS NOT NULL))[1] AS start_time,
+               (array_agg(end_time ORDER BY position DESC)
+                    FILTER (WHERE end_time IS NOT NULL))[1] AS end_time,
+               (array_agg(status ORDER BY position DESC)
+                    FILTER (WHERE status IS NOT NULL))[1] AS status,
+               (array_agg(details ORDER BY position DESC)
+                    FILTER (WHERE details IS NOT NULL))[1] AS details,
+               (array_agg(approval_deadline ORDER BY position DESC)
                     FILTER (WHERE moved))[1] AS approval_deadline,
-               (array_agg(event_time(state->'timestamp') ORDER BY position DESC))[1] AS updated_at
-        FROM (SELECT position, stream_id, state, event_uuid(state->'booking_id') AS booking_id,
-                     topic = {topic(BookingMovedIn)} AS moved, CASE topic {_STATUS} END AS status
-              FROM events
-              WHERE state ? 'booking_id'
-                AND topic NOT IN ({topic(BookingCreated)}, {topic(BookingMovedOut)})
-                AND {_IN_PART}) AS e
+               (array_agg(at ORDER BY position DESC))[1] AS updated_at
+        FROM e WHERE NOT created
         GROUP BY booking_id
     )
-    SELECT c.booking_id, COALESCE(u.resource_id, c.stream_id), c.client_id,
-           COALESCE(u.start_time, c.start_time), COALESCE(u.end_time, c.end_time),
-           COALESCE(u.status, c.status), COALESCE(u.details, c.details),
-           CASE WHEN u.moved THEN u.approval_deadline ELSE c.approval_deadline END,
-           c.created_at, COALESCE(u.updated_at, c.created_at)
-    FROM (SELECT event_uuid(state->'booking_id') AS booking_id, stream_id,
-                 event_uuid(state->'client_id') AS client_id,
-                 event_time(state->'start_time') AS start_time,
-                 event_time(state->'end_time') AS end_time, state->>'status' AS status,
-                 state->>'details' AS details,
-                 event_time(state->'approval_deadline') AS approval_deadline,
-                 event_time(state->'timestamp') AS created_at
-          FROM events WHERE topic = {topic(BookingCreated)} AND {_IN_PART}) AS c
-    LEFT JOIN changed u USING (booking_id)
+    SELECT c.booking_id, COALESCE(u.resource_id, c.stream_id), c.client_id::uuid,
+           COALESCE(u.start_time, c.start_time)::timestamptz,
+           COALESCE(u.end_time, c.end_time)::timestamptz, COALESCE(u.status, c.status),
+           COALESCE(u.details, c.details),
+           (CASE WHEN u.moved THEN u.approval_deadline ELSE c.approval_deadline END)::timestamptz,
+           c.at::timestamptz, COALESCE(u.updated_at, c.at)::timestamptz
+    FROM e c LEFT JOIN changed u USING (booking_id)
+    WHERE c.created
     """,
 )
 

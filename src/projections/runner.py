@@ -4,7 +4,7 @@ log at once for a rebuild."""
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -90,9 +90,13 @@ async def _build(
     indexes: list[asyncpg.Record],
     progress: Callable[[int], None] | None,
 ) -> None:
-    """Fill new tables in `SCHEMA` (committed, so that every helper sees them) and index them:
-    the split statements first (the bookings', which the slots are read from), then the
-    others, then the indexes, each phase shared among the helpers."""
+    """Fill new tables in `SCHEMA` (committed, so that every helper sees them) and index them.
+
+    Every statement waits in one queue, which the helpers take from as they come free: the
+    parts of the split statements first (the bookings', most of the work), then the other
+    fills, then the indexes. An index that a helper takes while its table is still being filled
+    waits for the fill to commit (its lock), so no helper idles between phases.
+    """
     first = helpers[0]
     await first.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")  # left by a crash
     await first.execute(f"CREATE SCHEMA {SCHEMA}")
@@ -101,36 +105,39 @@ async def _build(
             f"CREATE TABLE {SCHEMA}.{table} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES)"
         )
     split = [s for s in REBUILD if "{part}" in s]
-    done = len(split)
+    fills: list[tuple[str, str | None]] = [
+        (s.format(part=n, parts=PARTS), s) for s in split for n in range(PARTS)
+    ]
+    fills += [(s, s) for s in REBUILD if s not in split]
+    parts_left = Counter(source for _, source in fills)
 
-    def one_more() -> None:
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done)
+    def done(source: str | None) -> None:
+        """A fill's part is done (a source of None: an index)."""
+        if source is None:
+            return
+        parts_left[source] -= 1
+        if progress and not parts_left[source]:
+            progress(sum(not left for left in parts_left.values()))
 
-    parts = [s.format(part=n, parts=PARTS) for s in split for n in range(PARTS)]
-    await _share(helpers, schema, parts)
-    if progress:
-        progress(done)
-    await _share(helpers, schema, [s for s in REBUILD if s not in split], one_more)
-    await _share(helpers, schema, _index_statements(indexes, schema))
+    indexing = [(statement, None) for statement in _index_statements(indexes, schema)]
+    await _share(helpers, schema, [*fills, *indexing], done)
 
 
 async def _share(
     helpers: list[asyncpg.Connection],
     schema: str,
-    statements: list[str],
-    after_each: Callable[[], None] | None = None,
+    statements: list[tuple[str, str | None]],
+    after_each: Callable[[str | None], None],
 ) -> None:
-    """Run the statements, each in a transaction of its own, on whichever helper is free."""
+    """Run the statements, each in a transaction of its own, on whichever helper is free;
+    after each, tell `after_each` the tag it came with."""
     queue = deque(statements)
 
     async def work(conn: asyncpg.Connection) -> None:
         while queue:
-            await _run(conn, schema, queue.popleft())
-            if after_each:
-                after_each()
+            statement, tag = queue.popleft()
+            await _run(conn, schema, statement)
+            after_each(tag)
 
     async with asyncio.TaskGroup() as group:  # one failing cancels the others
         for helper in helpers:
