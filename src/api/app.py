@@ -25,6 +25,7 @@ from api.subscriptions import SubscriptionController
 from commands.handlers import Clock, CommandHandlers
 from commands.repository import ResourceRepository
 from commands.resource import TRANSCODINGS
+from events.appended import keep_listening
 from events.store import EventStore, new_mapper
 from projections import bookings
 from projections.background import keep_projecting
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
         app.state.pool = pool
         app.state.store = store
         app.state.commands = commands = CommandHandlers(repository, clock, locate_booking)
-        background = []
+        background = [keep_listening(settings.database_url, store.mapper, repository)]
         if settings.settle_seconds:
             background.append(keep_settling(pool, commands, settings.settle_seconds))
         if settings.project_seconds:

@@ -2,7 +2,8 @@
 
 The cache only saves reads: every save appends at the next version, so a cached aggregate that
 another process has moved past loses the append (`ConcurrencyError`); the caller undoes its
-decision (`Resource.revert`) and catches the aggregate up with the events since.
+decision (`Resource.revert`) and catches the aggregate up with the events since. Mostly the cache
+is not behind: it hears what the other processes append (`events.appended`, ADR 0010).
 """
 
 import asyncio
@@ -14,7 +15,7 @@ from weakref import WeakValueDictionary
 
 from commands.errors import ResourceNotFoundError
 from commands.resource import Resource
-from events.store import EventStore, RecordedEvent
+from events.store import DomainEvent, EventStore, RecordedEvent
 
 SHARED_FOR = 16
 """How many catch-ups in a row must find nothing new before a resource that other processes
@@ -24,10 +25,12 @@ wrote is decided on from the cache again without catching up first."""
 class ResourceRepository:
     """Keeps the resources this process decided on recently; loads the others from the store.
 
-    A cached resource that other processes write too is mostly behind the store: deciding on it
-    would lose the append (and with it the round trip, and the group of appends it went out
-    with). So while catch-ups keep finding events written elsewhere, the resource is `shared`,
-    and decisions catch it up first: one small read.
+    Resources that other processes write too are kept current by what this process hears of
+    their appends (`wants`, `heard`, `missed`). Where that fails (notifications lost, or a
+    connection pooler that does not pass them on), a cached resource is mostly behind the store:
+    deciding on it would lose the append (and with it the round trip, and the group of appends it
+    went out with). So while catch-ups keep finding events written elsewhere, the resource is
+    `shared`, and decisions catch it up first: one small read.
 
     A stream is snapshotted every `snapshot_every` events, or, when that is more, every half as
     many events as the resource has open bookings. A snapshot costs in proportion to them
@@ -111,6 +114,39 @@ class ResourceRepository:
         for snapshot in snapshots:
             self._snapshotted[snapshot.originator_id] = snapshot.originator_version
         return recorded
+
+    # -- following what other processes append (`events.appended.Follower`) ------------------
+
+    def wants(self, stream_id: UUID, version: int) -> bool:
+        """Whether the event would bring a cached resource forward: it is newer than the
+        cached version, and no decision on the resource is under way (that decision's append,
+        or the catch-up after it, takes care of it)."""
+        resource = self._cache.get(stream_id)
+        if resource is None or version <= resource.version:
+            return False
+        lock = self._locks.get(stream_id)
+        return lock is None or not lock.locked()
+
+    def heard(self, event: DomainEvent) -> None:
+        """Apply an event that any process recorded to the cached resource, if `wants` it. One
+        that does not follow the cached version (the ones between went unheard) drops the
+        resource instead."""
+        resource_id, version = event.originator_id, event.originator_version
+        if not self.wants(resource_id, version):
+            return
+        resource = self._cache[resource_id]
+        if version == resource.version + 1:
+            event.mutate(resource)
+        else:
+            self.forget(resource_id)
+
+    def missed(self, stream_id: UUID | None) -> None:
+        """Drop a resource whose events went unheard (None: every resource)."""
+        if stream_id is not None:
+            self.forget(stream_id)
+        else:
+            self._cache.clear()
+            self._shared.clear()
 
     def forget(self, resource_id: UUID) -> None:
         """Drop a cached resource, so the next `get` reads it from the store. (The version of

@@ -1,0 +1,87 @@
+"""Hearing what every process appends, as it commits: the `bookings_appended` notifications
+(migration 0008, ADR 0010). A process that caches aggregates applies what others wrote, instead
+of finding out on its next decision on them (an append that fails, then a read).
+
+Notifications only save work: one that is late, lost or never sent costs a failed append or a
+read, never a wrong decision, because every append still checks the stream's version.
+"""
+
+import asyncio
+import logging
+from typing import Protocol, cast
+from uuid import UUID
+
+import asyncpg
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from events.store import DomainEvent
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "bookings_appended"
+
+
+class Follower(Protocol):
+    def wants(self, stream_id: UUID, version: int) -> bool:
+        """Whether this event of this stream could matter here (the others are not decoded)."""
+
+    def heard(self, event: DomainEvent) -> None:
+        """An event another process (or this one) recorded, in its stream's order."""
+
+    def missed(self, stream_id: UUID | None) -> None:
+        """An event of this stream went unheard (None: of any stream, after a reconnect)."""
+
+
+def decode(payload: str, mapper: Mapper[UUID], follower: Follower) -> None:
+    """Hand a notification's events (a line each) to the follower, in order."""
+    for line in payload.split("\n"):
+        stream, number, *rest = line.split(" ", 3)
+        stream_id, version = UUID(stream), int(number)
+        if not follower.wants(stream_id, version):
+            continue
+        if not rest:  # too large to send: only its stream and version came
+            follower.missed(stream_id)
+            continue
+        topic, state = rest
+        stored = StoredEvent(stream_id, version, topic, state.encode())
+        follower.heard(cast(DomainEvent, mapper.to_domain_event(stored)))
+
+
+async def keep_listening(
+    url: str, mapper: Mapper[UUID], follower: Follower, retry_seconds: float = 1.0
+) -> None:
+    """Listen on a connection of its own until cancelled, again (after a pause) when the
+    connection is lost. Each time it starts to listen, it tells the follower that anything may
+    have been missed: what it cached before may be behind by whatever was appended meanwhile."""
+    while True:
+        try:
+            await _listen(url, mapper, follower)
+            log.warning("lost the connection that listens for appends")
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("cannot listen for appends: %s", error)
+        await asyncio.sleep(retry_seconds)
+
+
+async def _listen(url: str, mapper: Mapper[UUID], follower: Follower) -> None:
+    """Listen until the connection is lost."""
+    conn = await asyncpg.connect(url)
+    lost = asyncio.get_running_loop().create_future()
+
+    def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            decode(payload, mapper, follower)
+        except Exception:
+            log.exception("a notification of appends could not be applied")
+            follower.missed(None)
+
+    def closed(_conn: object) -> None:
+        if not lost.done():
+            lost.set_result(None)
+
+    conn.add_termination_listener(closed)
+    try:
+        await conn.add_listener(CHANNEL, heard)
+        follower.missed(None)
+        await lost
+    finally:
+        await conn.close()
