@@ -37,12 +37,41 @@ class ConcurrencyError(IntegrityError):
     """Raised when an append finds one of its versions already taken by another writer."""
 
 
-@dataclass(frozen=True, slots=True)
 class RecordedEvent:
-    """A domain event as stored: with its global position."""
+    """A domain event as stored: with its global position. One read from the store is decoded
+    when first used, so a reader that needs only positions (a projection that counts in SQL)
+    decodes nothing."""
 
-    position: int
-    event: DomainEvent
+    __slots__ = ("_decode", "_event", "position")
+
+    def __init__(self, position: int, event: DomainEvent) -> None:
+        self.position = position
+        self._event: DomainEvent | None = event
+        self._decode: Callable[[], DomainEvent] | None = None
+
+    @classmethod
+    def undecoded(cls, position: int, decode: Callable[[], DomainEvent]) -> "RecordedEvent":
+        recorded = cls.__new__(cls)
+        recorded.position, recorded._event, recorded._decode = position, None, decode
+        return recorded
+
+    @property
+    def event(self) -> DomainEvent:
+        if self._event is None:
+            assert self._decode is not None
+            self._event, self._decode = self._decode(), None
+        return self._event
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RecordedEvent):
+            return NotImplemented
+        return (self.position, self.event) == (other.position, other.event)
+
+    def __hash__(self) -> int:
+        return hash(self.position)
+
+    def __repr__(self) -> str:
+        return f"RecordedEvent({self.position}, {self.event!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +335,11 @@ class EventStore:
         return self._recorded(await conn.fetch(READ_ALL, after, limit))
 
     def _recorded(self, rows: Iterable[Any]) -> list[RecordedEvent]:
-        return [RecordedEvent(row["position"], self._decode(row["stream_id"], row)) for row in rows]
+        decode = self._decode
+        return [
+            RecordedEvent.undecoded(row["position"], partial(decode, row["stream_id"], row))
+            for row in rows
+        ]
 
     def _decode(self, stream_id: UUID, row: Any) -> Any:
         stored = StoredEvent(stream_id, row["version"], row["topic"], row["state"].encode())
