@@ -15,6 +15,7 @@ throughput.
 import asyncio
 import itertools
 import json
+import os
 import random
 import statistics
 import sys
@@ -114,4 +115,9 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(uvloop.run(run(json.load(sys.stdin)))))
+    result = json.dumps(uvloop.run(run(json.load(sys.stdin))))
+    # The event loop may leave the standard streams non-blocking; a large result written to a
+    # full pipe would then be cut short.
+    os.set_blocking(sys.stdout.fileno(), True)
+    sys.stdout.write(result + "\n")
+    sys.stdout.flush()
