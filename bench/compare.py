@@ -40,7 +40,7 @@ async def overlaps(database_url: str, table: str, resource_id: str) -> int:
         await conn.close()
 
 
-REBUILD_ROUNDS = 2
+REBUILD_ROUNDS = 3
 
 
 async def rebuild_against_raw_read(database_url: str) -> dict[str, Any]:
