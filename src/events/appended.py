@@ -57,8 +57,10 @@ async def keep_listening(
         try:
             await _listen(url, mapper, follower)
             log.warning("lost the connection that listens for appends")
-        except (OSError, asyncpg.PostgresError) as error:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.warning("cannot listen for appends: %s", error)
+        except Exception:
+            log.exception("listening for appends failed")
         await asyncio.sleep(retry_seconds)
 
 

@@ -5,17 +5,20 @@
 CREATE FUNCTION notify_appended() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
+    event record;
     line text;
     lines text;
 BEGIN
-    FOR line IN
-        SELECT CASE WHEN octet_length(state::text) < 7800
-                    THEN format('%s %s %s %s', stream_id, version, topic, state::text)
-                    ELSE format('%s %s', stream_id, version) END
+    FOR event IN
+        SELECT stream_id, version, format('%s %s %s %s', stream_id, version, topic, state) AS line
         FROM appended
         ORDER BY position
     LOOP
-        IF octet_length(lines) + octet_length(line) >= 7999 THEN
+        line := event.line;
+        IF octet_length(line) >= 8000 THEN
+            line := format('%s %s', event.stream_id, event.version);
+        END IF;
+        IF octet_length(lines) + 1 + octet_length(line) >= 8000 THEN
             PERFORM pg_notify('bookings_appended', lines);
             lines := NULL;
         END IF;
