@@ -90,14 +90,12 @@ async def _build(
     indexes: list[asyncpg.Record],
     progress: Callable[[int], None] | None,
 ) -> None:
-    """Fill new tables in `SCHEMA` (committed, so that every helper sees them), index and
-    analyze them.
+    """Fill new tables in `SCHEMA` (committed, so that every helper sees them) and index them.
 
     Every statement waits in one queue, which the helpers take from as they come free: the
     parts of the split statements first (the bookings', most of the work), then the other
-    fills, then the indexes, then the statistics. An index or an analysis that a helper takes
-    while its table is still being filled waits for the fill to commit (its lock), so no helper
-    idles between phases.
+    fills, then the indexes. An index that a helper takes while its table is still being filled
+    waits for the fill to commit (its lock), so no helper idles between phases.
     """
     first = helpers[0]
     await first.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")  # left by a crash
@@ -122,11 +120,7 @@ async def _build(
             progress(sum(not left for left in parts_left.values()))
 
     indexing = [(statement, None) for statement in _index_statements(indexes, schema)]
-    # Statistics for the planner, once a table's fills have committed (the lock waits for them).
-    analyzing = [
-        (f"LOCK TABLE {SCHEMA}.{t} IN SHARE MODE; ANALYZE {SCHEMA}.{t}", None) for t in tables
-    ]
-    await _share(helpers, schema, [*fills, *indexing, *analyzing], done)
+    await _share(helpers, schema, [*fills, *indexing], done)
 
 
 async def _share(
@@ -189,6 +183,8 @@ def _index_statements(indexes: list[asyncpg.Record], schema: str) -> list[str]:
 async def _swap(conn: asyncpg.Connection, tables: list[str], schema: str) -> None:
     """Put the new tables in the old ones' place. Readers wait from the first drop on, so
     everything else comes first."""
+    for table in tables:
+        await conn.execute(f"ANALYZE {SCHEMA}.{table}")
     for table in tables:
         await conn.execute(f"DROP TABLE {schema}.{table}")
         await conn.execute(f"ALTER TABLE {SCHEMA}.{table} SET SCHEMA {schema}")
