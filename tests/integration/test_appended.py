@@ -1,77 +1,51 @@
-"""Processes hear what the others append (the `events` notifications) and keep their cached
-resources current, instead of finding out on their next decision (a lost append, a read).
+"""Processes hear what the others append (the `bookings_appended` notifications) and keep their
+cached resources current, instead of finding out on their next decision (a lost append, a read).
 
-Each "process" is a `CommandHandlers` with a repository (and cache) of its own, on one store;
+Each "process" is a `processes.Process` with a repository (and cache) of its own, on one store;
 the listening one runs `keep_listening` on a connection of its own, as a server process does.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
-from commands.handlers import CommandHandlers, CreateBooking, UpdateResource
+from commands.handlers import UpdateResource
 from commands.repository import ResourceRepository
 from commands.resource import Resource
 from events.appended import CHANNEL, keep_listening
-from events.store import ConcurrencyError, EventStore, RecordedEvent
-from projections import bookings
-
-HOUR = timedelta(hours=1)
-BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=30)
+from events.store import EventStore
+from processes import Process, hour, now, wait_until
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+def book_in(resource: Resource, start: int, details: str | None = None) -> None:
+    """Decide a booking of the hour `start` on a resource in memory (saved by the caller)."""
+    resource.create_booking(
+        uuid4(),
+        client_id=uuid4(),
+        start=hour(start),
+        end=hour(start + 1),
+        details=details,
+        actor=None,
+        now=now(),
+    )
 
 
-class CountingRepository(ResourceRepository):
-    """A repository that counts what a stale cache costs: lost appends and catch-up reads."""
+class Reader(Process):
+    """A process that listens; `backend`: the server process of its listening connection."""
 
-    def __init__(self, store: EventStore) -> None:
-        super().__init__(store)
-        self.lost = 0
-        self.catch_ups = 0
-
-    async def catch_up(self, resource: Resource) -> Resource:
-        self.catch_ups += 1
-        return await super().catch_up(resource)
-
-    async def save(self, *resources: Resource) -> list[RecordedEvent]:
-        try:
-            return list(await super().save(*resources))
-        except ConcurrencyError:
-            self.lost += 1
-            raise
+    backend = 0
 
 
-class Process:
-    def __init__(self, store: EventStore, pool: asyncpg.Pool) -> None:
-        async def locate(booking_id: UUID) -> UUID | None:
-            return await bookings.resource_of(pool, booking_id)
+async def followed(reader: Process, writer: Process, resource_id: UUID) -> None:
+    """Wait until the reader's cache of the resource is where the writer's is."""
 
-        self.repository = CountingRepository(store)
-        self.handlers = CommandHandlers(self.repository, now, locate)
-        self.backend = 0
+    def same() -> bool:
+        return reader.version(resource_id) == writer.version(resource_id)
 
-    async def book(self, resource_id: UUID, hour: int) -> None:
-        start = BASE + hour * HOUR
-        await self.handlers.create_booking(CreateBooking(resource_id, uuid4(), start, start + HOUR))
-
-    def version(self, resource_id: UUID) -> int | None:
-        cached = self.repository.cached(resource_id)
-        return None if cached is None else cached.version
-
-
-async def until(check: Callable[[], bool], what: str, within: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not within {within} s: {what}")
-        await asyncio.sleep(0.01)
+    await wait_until(same, 10, "the reader's cache followed the writer's")
 
 
 async def listening_backends(pool: asyncpg.Pool) -> set[int]:
@@ -79,33 +53,23 @@ async def listening_backends(pool: asyncpg.Pool) -> set[int]:
     return {row["pid"] for row in await pool.fetch(query, f'LISTEN "{CHANNEL}"')}
 
 
-async def new_listener(pool: asyncpg.Pool, before: set[int], within: float = 10) -> int:
+async def new_listener(pool: asyncpg.Pool, before: set[int]) -> int:
     """The backend of the one listening connection that is not among `before`."""
-    new: set[int] = set()
-    await until_async(lambda: _found(pool, before, new), "a connection listening", within)
-    [backend] = new
+
+    async def started() -> bool:
+        return bool(await listening_backends(pool) - before)
+
+    await wait_until(started, 10, "a connection listening")
+    [backend] = await listening_backends(pool) - before
     return backend
-
-
-async def _found(pool: asyncpg.Pool, before: set[int], new: set[int]) -> bool:
-    new |= await listening_backends(pool) - before
-    return bool(new)
-
-
-async def until_async(check: Callable[[], Awaitable[bool]], what: str, within: float) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not within {within} s: {what}")
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
 async def processes(
     store: EventStore, pool: asyncpg.Pool, database_url: str
-) -> AsyncIterator[tuple[Process, Process]]:
+) -> AsyncIterator[tuple[Process, Reader]]:
     """A writer, and a reader that listens (`reader.backend`: its listening connection)."""
-    writer, reader = Process(store, pool), Process(store, pool)
+    writer, reader = Process(store, pool), Reader(store, pool)
     before = await listening_backends(pool)
     listening = asyncio.create_task(keep_listening(database_url, store.mapper, reader.repository))
     reader.backend = await new_listener(pool, before)
@@ -122,7 +86,7 @@ async def registered(store: EventStore) -> UUID:
 
 
 async def test_a_process_applies_what_another_appends_and_decides_without_a_read(
-    store: EventStore, processes: tuple[Process, Process]
+    store: EventStore, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
     resource_id = await registered(store)
@@ -130,11 +94,11 @@ async def test_a_process_applies_what_another_appends_and_decides_without_a_read
     await writer.book(resource_id, 2)  # the writer loads the resource after the reader's booking
 
     # when: the writer books more; the reader only listens
-    for hour in range(4, 14, 2):
-        await writer.book(resource_id, hour)
+    for start in range(4, 14, 2):
+        await writer.book(resource_id, start)
 
     # then: the reader's cache follows, and its next decision neither reads nor loses
-    await until(lambda: reader.version(resource_id) == writer.version(resource_id), "followed")
+    await followed(reader, writer, resource_id)
     reader.repository.catch_ups = 0
     await reader.book(resource_id, 20)
     assert (reader.repository.lost, reader.repository.catch_ups) == (0, 0)
@@ -144,7 +108,7 @@ async def test_a_process_applies_what_another_appends_and_decides_without_a_read
 
 
 async def test_one_append_of_many_events_comes_in_notifications_below_the_limit(
-    store: EventStore, processes: tuple[Process, Process], database_url: str
+    store: EventStore, processes: tuple[Process, Reader], database_url: str
 ) -> None:
     writer, reader = processes
     resource_id = await registered(store)
@@ -155,18 +119,10 @@ async def test_one_append_of_many_events_comes_in_notifications_below_the_limit(
     try:
         # when: one append carries 100 bookings (about 45 kB of events)
         resource = await writer.repository.load(resource_id)
-        for hour in range(2, 202, 2):
-            resource.create_booking(
-                uuid4(),
-                client_id=uuid4(),
-                start=BASE + hour * HOUR,
-                end=BASE + (hour + 1) * HOUR,
-                details="x" * 200,
-                actor=None,
-                now=now(),
-            )
+        for start in range(2, 202, 2):
+            book_in(resource, start, details="x" * 200)
         await writer.repository.save(resource)
-        await until(lambda: reader.version(resource_id) == 102, "all 100 heard")
+        await wait_until(lambda: reader.version(resource_id) == 102, 10, "all 100 heard")
     finally:
         await spy.close()
 
@@ -181,14 +137,14 @@ async def test_one_append_of_many_events_comes_in_notifications_below_the_limit(
 
 
 async def test_an_event_too_large_to_send_drops_the_resource_from_the_cache(
-    store: EventStore, processes: tuple[Process, Process]
+    store: EventStore, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
     resource_id = await registered(store)
     await reader.book(resource_id, 0)
     await writer.handlers.update_resource(UpdateResource(resource_id, {"details": "x" * 9000}))
 
-    await until(lambda: reader.version(resource_id) is None, "dropped")
+    await wait_until(lambda: reader.version(resource_id) is None, 10, "dropped")
     await reader.book(resource_id, 2)  # loaded again, with the large event
     cached = reader.repository.cached(resource_id)
     assert cached is not None
@@ -196,7 +152,7 @@ async def test_an_event_too_large_to_send_drops_the_resource_from_the_cache(
 
 
 async def test_a_resource_under_a_decision_is_left_to_that_decision(
-    store: EventStore, processes: tuple[Process, Process]
+    store: EventStore, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
     resource_id = await registered(store)
@@ -220,30 +176,14 @@ async def test_a_resource_under_a_decision_is_left_to_that_decision(
 
 
 async def test_an_event_that_skips_a_version_drops_the_resource(
-    store: EventStore, processes: tuple[Process, Process]
+    store: EventStore, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
     resource_id = await registered(store)
     await reader.book(resource_id, 0)
     resource = await writer.repository.load(resource_id)
-    resource.create_booking(
-        uuid4(),
-        client_id=uuid4(),
-        start=BASE + 2 * HOUR,
-        end=BASE + 3 * HOUR,
-        details=None,
-        actor=None,
-        now=now(),
-    )
-    resource.create_booking(
-        uuid4(),
-        client_id=uuid4(),
-        start=BASE + 4 * HOUR,
-        end=BASE + 5 * HOUR,
-        details=None,
-        actor=None,
-        now=now(),
-    )
+    book_in(resource, 2)
+    book_in(resource, 4)
     first, second = resource.collect_events()
 
     reader.repository.heard(second)  # as if the one before it went unheard
@@ -253,7 +193,7 @@ async def test_an_event_that_skips_a_version_drops_the_resource(
 
 
 async def test_after_a_lost_connection_it_listens_again_and_drops_what_it_cached(
-    store: EventStore, pool: asyncpg.Pool, processes: tuple[Process, Process]
+    store: EventStore, pool: asyncpg.Pool, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
     resource_id = await registered(store)
@@ -265,7 +205,7 @@ async def test_after_a_lost_connection_it_listens_again_and_drops_what_it_cached
 
     # then: the reader listens on a new one, and what it cached may be behind: it is dropped
     await new_listener(pool, others | {reader.backend})
-    await until(lambda: reader.version(resource_id) is None, "cache dropped")
+    await wait_until(lambda: reader.version(resource_id) is None, 10, "cache dropped")
     await reader.book(resource_id, 2)
     await writer.book(resource_id, 4)
-    await until(lambda: reader.version(resource_id) == writer.version(resource_id), "followed")
+    await followed(reader, writer, resource_id)

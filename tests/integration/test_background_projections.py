@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -37,6 +37,7 @@ from commands.repository import ResourceRepository
 from commands.resource import TRANSCODINGS, Resource
 from events.resource import EVENT_TYPES
 from events.store import EventStore, RecordedEvent, new_mapper
+from processes import wait_until
 from projections import activity, background
 from projections.runner import REBUILD, project
 from projections.runner import TABLES as CORE_TABLES
@@ -185,14 +186,6 @@ async def assert_like_a_fresh_rebuild(pool: asyncpg.Pool, store: EventStore, siz
 
     assert await dump(pool) == resumed
     assert resumed == counted(feed)
-
-
-async def wait_until(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not within {within} s: {what}")
-        await asyncio.sleep(0.02)
 
 
 # --- a crash in the middle of a batch ---------------------------------------------------------

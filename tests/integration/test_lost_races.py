@@ -2,70 +2,25 @@
 events it missed, instead of loading the whole resource again (a snapshot of every open booking,
 slow enough for the winner to append again, so that the loser would keep losing).
 
-Each "process" is a `CommandHandlers` with a repository (and cache) of its own, on one store.
+Each "process" is a `CommandHandlers` with a repository (and cache) of its own, on one store
+(`processes.Process`).
 """
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
 from commands.errors import SlotTakenError
-from commands.handlers import CommandHandlers, CreateBooking, ModifyBooking
+from commands.handlers import ModifyBooking
 from commands.repository import SHARED_FOR, ResourceRepository
 from commands.resource import Resource
-from events.store import ConcurrencyError, EventStore, RecordedEvent
+from events.store import EventStore
+from processes import Process, hour, now
 from projections import bookings
 
-HOUR = timedelta(hours=1)
-BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=30)
 OPEN_BOOKINGS = 500
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def hour(n: int) -> datetime:
-    return BASE + n * HOUR
-
-
-class CountingRepository(ResourceRepository):
-    """A repository that counts whole loads and lost appends."""
-
-    def __init__(self, store: EventStore) -> None:
-        super().__init__(store)
-        self.loads = 0
-        self.lost = 0
-
-    async def load(self, resource_id: UUID) -> Resource:
-        self.loads += 1
-        return await super().load(resource_id)
-
-    async def save(self, *resources: Resource) -> list[RecordedEvent]:
-        try:
-            return list(await super().save(*resources))
-        except ConcurrencyError:
-            self.lost += 1
-            raise
-
-
-class Process:
-    """What one server process holds: its handlers and its repository."""
-
-    def __init__(self, store: EventStore, pool: asyncpg.Pool) -> None:
-        async def locate(booking_id: UUID) -> UUID | None:
-            return await bookings.resource_of(pool, booking_id)
-
-        self.repository = CountingRepository(store)
-        self.handlers = CommandHandlers(self.repository, now, locate)
-
-    async def book(self, resource_id: UUID, start: int) -> UUID:
-        """Book the hour `start` (see `hour`); the booking's id."""
-        command = CreateBooking(resource_id, uuid4(), hour(start), hour(start + 1))
-        return (await self.handlers.create_booking(command)).booking_id
 
 
 async def busy_resource(store: EventStore, name: str = "Busy") -> UUID:
