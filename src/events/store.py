@@ -22,12 +22,13 @@ from eventsourcing.domain import CanMutateAggregate, Snapshot
 from eventsourcing.persistence import (
     DatetimeAsISO,
     IntegrityError,
-    JSONTranscoder,
     Mapper,
     StoredEvent,
     Transcoding,
     UUIDAsHex,
 )
+
+from events.transcoding import MsgspecTranscoder
 
 DomainEvent = CanMutateAggregate[UUID]
 _NIL = UUID(int=0)
@@ -183,7 +184,7 @@ def _shifted(parameter: re.Match[str], by: int) -> str:
 
 def new_mapper(*transcodings: Transcoding) -> Mapper[UUID]:
     """A JSON mapper that knows UUIDs, datetimes and the given extra value types."""
-    transcoder = JSONTranscoder()
+    transcoder = MsgspecTranscoder()
     for transcoding in (UUIDAsHex(), DatetimeAsISO(), *transcodings):
         transcoder.register(transcoding)
     return Mapper(transcoder=transcoder)
