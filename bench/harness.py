@@ -6,10 +6,12 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,12 +94,13 @@ async def new_database(server_url: str, name: str, *, migrated: bool = False) ->
 
 def load(plan: dict[str, Any]) -> dict[str, Any]:
     """Run the load generator in a process of its own."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.load"],
-        input=json.dumps(plan),
-        capture_output=True,
-        check=True,
-        text=True,
-    )
-    result: dict[str, Any] = json.loads(done.stdout)
+    with tempfile.TemporaryDirectory(prefix="bookings-load-") as folder:
+        out = Path(folder) / "result.json"
+        subprocess.run(
+            [sys.executable, "-m", "bench.load", str(out)],
+            input=json.dumps(plan),
+            check=True,
+            text=True,
+        )
+        result: dict[str, Any] = json.loads(out.read_text())
     return result

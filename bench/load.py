@@ -1,5 +1,5 @@
-"""The load generator: drives one target over real HTTP from a process of its own and prints
-what it measured as JSON. `python -m bench.load < plan.json`.
+"""The load generator: drives one target over real HTTP from a process of its own and writes
+what it measured as JSON to a file. `python -m bench.load result.json < plan.json`.
 
 A plan names a scenario, the server's URL, how many clients (`concurrency`) and for how long
 (`seconds`, after `warmup_seconds` whose requests are not counted). Scenarios that compare
@@ -15,7 +15,6 @@ throughput.
 import asyncio
 import itertools
 import json
-import os
 import random
 import statistics
 import sys
@@ -115,9 +114,7 @@ async def run(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    result = json.dumps(uvloop.run(run(json.load(sys.stdin))))
-    # The event loop may leave the standard streams non-blocking; a large result written to a
-    # full pipe would then be cut short.
-    os.set_blocking(sys.stdout.fileno(), True)
-    sys.stdout.write(result + "\n")
-    sys.stdout.flush()
+    # To a file, not to stdout: results of several hundred kB came through the pipe cut short.
+    result = uvloop.run(run(json.load(sys.stdin)))
+    with open(sys.argv[1], "w") as out:
+        json.dump(result, out)
