@@ -37,12 +37,24 @@ class MsgspecTranscoder(JSONTranscoder):
             return [v if type(v) in _PLAIN else plain(v) for v in value]
         transcoding = self.types.get(kind)
         if transcoding is None:
-            for base in (str, int, float, dict, list, tuple):  # as `json` writes subclasses
-                if isinstance(value, base):
-                    return self._plain(base(value))
-            msg = (
-                f"Object of type {kind} is not serializable. Please define and register a "
-                "custom transcoding for this type."
-            )
-            raise TranscodingNotRegisteredError(msg)
-        return {"_type_": transcoding.name, "_data_": self._plain(transcoding.encode(value))}
+            return plain(_as_base(value))
+        return {"_type_": transcoding.name, "_data_": plain(transcoding.encode(value))}
+
+
+def _as_base(value: Any) -> Any:
+    """A value of a subclass of a JSON type as its base type (as `json` writes it)."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list | tuple):
+        return list(value)
+    msg = (
+        f"Object of type {type(value)} is not serializable. Please define and register a "
+        "custom transcoding for this type."
+    )
+    raise TranscodingNotRegisteredError(msg)

@@ -1,6 +1,7 @@
 """The events' JSON writer: the library's documents, byte for byte, for every kind of value."""
 
 from datetime import UTC, datetime, timedelta
+from enum import IntEnum
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -32,6 +33,10 @@ FAST = registered(MsgspecTranscoder())
 
 class Name(str):
     pass
+
+
+class Level(IntEnum):
+    HIGH = 3
 
 
 def resource_with_bookings() -> Resource:
@@ -77,6 +82,7 @@ def documents() -> list[Any]:
         "tuple": (UUID(int=8), START),
         "rules": Rules(buffer_before_minutes=5),
         "name": Name("a str subclass"),
+        "level": Level.HIGH,
         "empty": {},
     }
     return [*events, snapshot, nested, "plain", 3, None]
