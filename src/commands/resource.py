@@ -10,7 +10,7 @@ grows with open bookings, never with history.
 from bisect import bisect_left, insort
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from functools import cache, singledispatchmethod
+from functools import cache, singledispatch
 from importlib import resources
 from typing import Any, Literal, TypeVar
 from uuid import UUID
@@ -574,82 +574,97 @@ class Resource(Aggregate):
                 rule.removesuffix("_minutes").replace("_", "-"), msg, "start_time"
             )
 
-    # -- applying events ---------------------------------------------------------------------
-
-    @singledispatchmethod
     def when(self, event: ResourceEvent) -> None:
-        """Apply an event to the state (events are applied, never decided, here). A step sets
-        attributes and the hold or closure of the booking or closure its event names, nothing
-        else: `revert` puts back only those."""
-        raise NotImplementedError(type(event).__name__)
+        """Apply an event to the state (events are applied, never decided, here): `_apply`."""
+        _apply(event, self)
 
-    @when.register
-    def _(self, event: ResourceUpdated) -> None:
-        rules = {}
-        for name, value in event.changes.items():
-            if name in SETTINGS:
-                setattr(self, name, value)
-            else:
-                rules[name] = value
-        if rules:
-            self.rules = Rules(**(self.rules.to_dict() | rules))
 
-    @when.register
-    def _(self, event: ResourceRetired) -> None:
-        self.retired = True
+# -- applying events ---------------------------------------------------------------------------
 
-    @when.register
-    def _(self, event: ClosureAdded) -> None:
-        closure = Closure(event.closure_id, event.start_time, event.end_time)
-        self.closures[str(event.closure_id)] = closure
 
-    @when.register
-    def _(self, event: ClosureRemoved) -> None:
-        self.closures.pop(str(event.closure_id), None)
+@singledispatch
+def _apply(event: ResourceEvent, resource: Resource) -> None:
+    """Apply an event to a resource's state. A step sets attributes and the hold or closure of
+    the booking or closure its event names, nothing else: `Resource.revert` puts back only those.
+    (A function, not a `singledispatchmethod`: that one builds a new bound function on every
+    call, which cost about 4 µs of each decision.)"""
+    raise NotImplementedError(type(event).__name__)
 
-    @when.register(BookingCreated)
-    @when.register(BookingMovedIn)
-    def _(self, event: BookingCreated | BookingMovedIn) -> None:
-        self._set_hold(
-            str(event.booking_id),
-            Hold(
-                event.booking_id,
-                event.start_time,
-                event.end_time,
-                event.status,
-                event.approval_deadline,
-            ),
-        )
 
-    @when.register
-    def _(self, event: BookingModified) -> None:
-        key = str(event.booking_id)
-        hold = self.holds[key]
-        self._set_hold(
-            key,
-            Hold(
-                hold.booking_id,
-                event.start_time or hold.start,
-                event.end_time or hold.end,
-                hold.status,
-                hold.deadline,
-            ),
-        )
+@_apply.register
+def _(event: ResourceUpdated, resource: Resource) -> None:
+    rules = {}
+    for name, value in event.changes.items():
+        if name in SETTINGS:
+            setattr(resource, name, value)
+        else:
+            rules[name] = value
+    if rules:
+        resource.rules = Rules(**(resource.rules.to_dict() | rules))
 
-    @when.register
-    def _(self, event: BookingApproved) -> None:
-        key = str(event.booking_id)
-        hold = self.holds[key]
-        self._set_hold(key, Hold(hold.booking_id, hold.start, hold.end, CONFIRMED))
 
-    @when.register(BookingCancelled)
-    @when.register(BookingRejected)
-    @when.register(BookingExpired)
-    @when.register(BookingCompleted)
-    @when.register(BookingNoShow)
-    @when.register(BookingMovedOut)
-    def _(self, event: Any) -> None:
-        self._set_hold(str(event.booking_id), None)
+@_apply.register
+def _(event: ResourceRetired, resource: Resource) -> None:
+    resource.retired = True
+
+
+@_apply.register
+def _(event: ClosureAdded, resource: Resource) -> None:
+    closure = Closure(event.closure_id, event.start_time, event.end_time)
+    resource.closures[str(event.closure_id)] = closure
+
+
+@_apply.register
+def _(event: ClosureRemoved, resource: Resource) -> None:
+    resource.closures.pop(str(event.closure_id), None)
+
+
+@_apply.register(BookingCreated)
+@_apply.register(BookingMovedIn)
+def _(event: BookingCreated | BookingMovedIn, resource: Resource) -> None:
+    resource._set_hold(
+        str(event.booking_id),
+        Hold(
+            event.booking_id,
+            event.start_time,
+            event.end_time,
+            event.status,
+            event.approval_deadline,
+        ),
+    )
+
+
+@_apply.register
+def _(event: BookingModified, resource: Resource) -> None:
+    key = str(event.booking_id)
+    hold = resource.holds[key]
+    resource._set_hold(
+        key,
+        Hold(
+            hold.booking_id,
+            event.start_time or hold.start,
+            event.end_time or hold.end,
+            hold.status,
+            hold.deadline,
+        ),
+    )
+
+
+@_apply.register
+def _(event: BookingApproved, resource: Resource) -> None:
+    key = str(event.booking_id)
+    hold = resource.holds[key]
+    resource._set_hold(key, Hold(hold.booking_id, hold.start, hold.end, CONFIRMED))
+
+
+@_apply.register(BookingCancelled)
+@_apply.register(BookingRejected)
+@_apply.register(BookingExpired)
+@_apply.register(BookingCompleted)
+@_apply.register(BookingNoShow)
+@_apply.register(BookingMovedOut)
+def _(event: Any, resource: Resource) -> None:
+    resource._set_hold(str(event.booking_id), None)
 
 
 @cache
