@@ -80,10 +80,17 @@ machine's load over the run (it is shared) falls on both alike."""
 
 
 async def measure(
-    pg: str, *, seconds: float, concurrency: int, workers: int, resources: int
+    pg: str,
+    *,
+    seconds: float,
+    concurrency: int,
+    workers: int,
+    resources: int,
+    sweep: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """create, hot and get against the service and the baseline in turn, with the CPU time
-    the servers and PostgreSQL spent per request."""
+    the servers and PostgreSQL spent per request; then create again with each number of
+    clients in `sweep` (`create_8` ...)."""
     service_db = await new_database(pg, "service")
     crud_db = await new_database(pg, "crud")
     postgres = await postmaster(pg)
@@ -103,28 +110,35 @@ async def measure(
             "crud": [str(uuid4()), str(uuid4())],
         }
         databases = {"service": (service_db, "bookings"), "crud": (crud_db, "crud_bookings")}
-        common: dict[str, Any] = {"seconds": seconds / 2, "concurrency": concurrency}
+        common: dict[str, Any] = {"seconds": seconds / 2}
         created: dict[str, list[str]] = {"service": [], "crud": []}
-        for scenario in ("create", "hot", "get"):
+        scenarios = [("create", concurrency), ("hot", concurrency), ("get", concurrency)]
+        scenarios += [(f"create_{clients}", clients) for clients in sweep]
+        for round_, (scenario, clients) in enumerate(scenarios):
             for n, name in enumerate(ORDER):
                 turn = ORDER[:n].count(name)  # the target's first run or its second
-                plan = common | {"url": servers[name].url, "scenario": scenario}
-                if scenario == "create":
-                    plan |= {"resources": spread[name], "first_slot": 100_000 * turn}
+                plan = common | {"url": servers[name].url, "scenario": scenario.split("_")[0]}
+                plan["concurrency"] = clients
+                if scenario.startswith("create"):
+                    first_slot = 100_000 * (2 * round_ + turn)  # every run its own free slots
+                    plan |= {"resources": spread[name], "first_slot": first_slot}
                 elif scenario == "hot":
                     plan |= {"resources": [hot[name][turn]]}
                 else:
                     plan |= {"ids": created[name][:5000]}
                 result = costed(plan, servers[name].pid, postgres)
                 ids = result.pop("created")
-                if scenario == "create":
+                if scenario.startswith("create"):
                     created[name] += ids
                 elif scenario == "hot":
                     db, table = databases[name]
                     result["winners"] = len(ids)
                     result["overlapping_pairs"] = await overlaps(db, table, plan["resources"][0])
                 runs[name].setdefault(scenario, []).append(result)
-    return {name: {k: merged(v) for k, v in found.items()} for name, found in runs.items()}
+    figures: dict[str, Any] = {
+        name: {k: merged(v) for k, v in found.items()} for name, found in runs.items()
+    }
+    return figures | {"concurrency": concurrency, "sweep": list(sweep)}
 
 
 def costed(plan: dict[str, Any], server_pid: int, postgres_pid: int) -> dict[str, Any]:

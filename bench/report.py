@@ -28,6 +28,27 @@ def compare(results: dict[str, Any]) -> None:
         if scenario == "hot":
             pairs = [f"{r['winners']} / {r['overlapping_pairs']}" for r in (service, crud)]
             print(f"| hot | winners / overlapping pairs | {pairs[0]} | {pairs[1]} | |")
+    by_clients(results)
+
+
+def by_clients(results: dict[str, Any]) -> None:
+    """create with each number of clients: the main run's and the sweep's."""
+    runs = {results.get("concurrency", 0): "create"}
+    runs |= {clients: f"create_{clients}" for clients in results.get("sweep", [])}
+    if len(runs) < 2:
+        return
+    print(
+        "\n| clients | creates/s service | CRUD | ratio | p99 ms service | CRUD | ratio "
+        "| server CPU ms service | CRUD |\n|---|---|---|---|---|---|---|---|---|"
+    )
+    for clients, scenario in sorted(runs.items()):
+        service, crud = results["service"][scenario], results["crud"][scenario]
+        rate, p99 = (
+            f"{service[f]:,.1f} | {crud[f]:,.1f} | {ratio(service[f], crud[f])}"
+            for f in ("per_second", "p99_ms")
+        )
+        cpu = f"{service['server_cpu_ms']:.3f} | {crud['server_cpu_ms']:.3f}"
+        print(f"| {clients} | {rate} | {p99} | {cpu} |")
 
 
 def rebuilt(results: dict[str, Any]) -> None:

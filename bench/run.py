@@ -39,6 +39,13 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=32, help="clients in compare")
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     parser.add_argument("--resources", type=int, default=200, help="resources in compare")
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        nargs="*",
+        default=[8, 128],
+        help="clients of the extra create runs in compare (none: --sweep)",
+    )
     history = parser.add_argument_group("history (d, e)")
     history.add_argument("--history-small", type=int, default=1_000, help="past bookings")
     history.add_argument("--history-large", type=int, default=100_000, help="past bookings")
@@ -87,6 +94,7 @@ async def measure(pg: str, args: argparse.Namespace) -> dict[str, Any]:
                 concurrency=args.concurrency,
                 workers=args.workers,
                 resources=args.resources,
+                sweep=tuple(args.sweep),
             )
         elif group == "history":
             results[group] = await scaling.measure(
