@@ -35,7 +35,16 @@ _NIL = UUID(int=0)
 
 
 class ConcurrencyError(IntegrityError):
-    """Raised when an append finds one of its versions already taken by another writer."""
+    """Raised when an append finds one of its versions already taken by another writer;
+    `stream_id` is that version's stream, where the database named it."""
+
+    def __init__(self, message: str, stream_id: UUID | None = None) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+
+
+# How PostgreSQL names the key a unique violation found taken.
+_TAKEN = re.compile(r"\(stream_id, version\)=\(([0-9a-f-]{36}), \d+\)")
 
 
 class RecordedEvent:
@@ -225,8 +234,9 @@ class EventStore:
 
         Each event's version must be free in its stream: the first event of an aggregate
         loaded at version N carries N + 1, so the unique key enforces the expected version.
-        An append that goes out with others and fails the statement goes out again alone, so
-        only the appends that fail alone fail.
+        When a statement of several appends fails, only the appends that would fail alone
+        fail: those to a stream whose version another writer took, or, when the database does
+        not say which, each one tried again alone.
         """
         done: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Append(events, snapshots, done))
@@ -242,22 +252,32 @@ class EventStore:
             await self._send([self._waiting.popleft() for _ in range(count)])
 
     async def _send(self, appends: list[_Append]) -> None:
-        """One statement for the appends; on failure, with more than one, one each."""
+        """One statement for the appends. When it fails on a stream's version that another
+        writer took, the append to that stream fails and the others go out again together;
+        when it fails otherwise, each goes out again alone."""
         # By stream: statements that share streams take their locks in one order, no deadlock.
         appends.sort(key=lambda a: min((e.originator_id for e in a.events), default=_NIL))
         events = [e for a in appends for e in a.events]
         try:
             positions = await self._insert(events, [s for a in appends for s in a.snapshots])
         except Exception as error:
-            if len(appends) > 1:
+            if len(appends) == 1:
+                _fail(appends, error)
+                return
+            stale = getattr(error, "stream_id", None)
+            contested = [a for a in appends if any(e.originator_id == stale for e in a.events)]
+            if len(contested) == 1:
+                # Its version is another writer's: it fails, as it would alone. The others go
+                # out again together.
+                _fail(contested, error)
+                await self._send([a for a in appends if a is not contested[0]])
+            else:
+                # The database did not say which, or the appends may have taken the version
+                # from each other: each goes out again alone.
                 await asyncio.gather(*(self._send([a]) for a in appends))
-            elif not appends[0].done.done():  # its caller may have been cancelled
-                appends[0].done.set_exception(error)
             return
         except BaseException as error:  # cancelled (the loop is closing): tell them all
-            for a in appends:
-                if not a.done.done():
-                    a.done.set_exception(error)
+            _fail(appends, error)
             raise
         for a in appends:
             if not a.done.done():
@@ -283,7 +303,8 @@ class EventStore:
         except asyncpg.UniqueViolationError as error:
             if error.table_name != "events":
                 raise
-            raise ConcurrencyError(str(error)) from error  # a version another writer took
+            taken = _TAKEN.search(error.detail or "")  # a version another writer took
+            raise ConcurrencyError(str(error), UUID(taken[1]) if taken else None) from error
         except asyncpg.DeadlockDetectedError as error:
             # Two appends to the same streams crossing (a move from A to B and one from B to A).
             raise ConcurrencyError(str(error)) from error
@@ -345,6 +366,12 @@ class EventStore:
     def _decode(self, stream_id: UUID, row: Any) -> Any:
         stored = StoredEvent(stream_id, row["version"], row["topic"], row["state"].encode())
         return self.mapper.to_domain_event(stored)
+
+
+def _fail(appends: Iterable[_Append], error: BaseException) -> None:
+    for a in appends:
+        if not a.done.done():  # its caller may have been cancelled
+            a.done.set_exception(error)
 
 
 def _columns(stored: Iterable[StoredEvent]) -> tuple[list[Any], ...]:

@@ -308,7 +308,8 @@ async def test_appends_made_at_once_go_out_in_one_statement_each_with_its_positi
 async def test_a_stale_append_among_others_fails_alone(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
-    """The statement of a group fails on the stale append; each then goes out alone."""
+    """The statement of a group fails on the stale append, which fails; the others then go out
+    again together, in one statement."""
     grouped = one_at_a_time(store)
     contested = await new_resource(store)
     stale = copy.deepcopy(contested)
@@ -324,9 +325,16 @@ async def test_a_stale_append_among_others_fails_alone(
     )
 
     assert isinstance(outcomes[2], ConcurrencyError), outcomes
+    assert outcomes[2].stream_id == contested.id
     assert all(isinstance(o, list) for i, o in enumerate(outcomes) if i != 2), outcomes
     for resource in others:
         assert await stream_keys(pool, resource.id) == [1, 2]
+    together = await pool.fetchval(
+        "SELECT count(DISTINCT transaction_id) FROM events WHERE stream_id = ANY($1::uuid[])"
+        " AND version = 2",
+        [r.id for r in others],
+    )
+    assert together == 1
     assert await stream_keys(pool, contested.id) == [1, 2]
     assert await read_model_counts(pool, lost) == NOT_PROJECTED
     for booking_id in booked:
