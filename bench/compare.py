@@ -112,14 +112,15 @@ async def measure(
         databases = {"service": (service_db, "bookings"), "crud": (crud_db, "crud_bookings")}
         common: dict[str, Any] = {"seconds": seconds / 2}
         created: dict[str, list[str]] = {"service": [], "crud": []}
-        scenarios = [("create", concurrency), ("hot", concurrency), ("get", concurrency)]
-        scenarios += [(f"create_{clients}", clients) for clients in sweep]
-        for round_, (scenario, clients) in enumerate(scenarios):
+        # (the label its figures go under, the load generator's scenario, its clients)
+        scenarios = [(s, s, concurrency) for s in ("create", "hot", "get")]
+        scenarios += [(f"create_{clients}", "create", clients) for clients in sweep]
+        for round_, (label, scenario, clients) in enumerate(scenarios):
             for n, name in enumerate(ORDER):
                 turn = ORDER[:n].count(name)  # the target's first run or its second
-                plan = common | {"url": servers[name].url, "scenario": scenario.split("_")[0]}
+                plan = common | {"url": servers[name].url, "scenario": scenario}
                 plan["concurrency"] = clients
-                if scenario.startswith("create"):
+                if scenario == "create":
                     first_slot = 100_000 * (2 * round_ + turn)  # every run its own free slots
                     plan |= {"resources": spread[name], "first_slot": first_slot}
                 elif scenario == "hot":
@@ -128,13 +129,13 @@ async def measure(
                     plan |= {"ids": created[name][:5000]}
                 result = costed(plan, servers[name].pid, postgres)
                 ids = result.pop("created")
-                if scenario.startswith("create"):
+                if scenario == "create":
                     created[name] += ids
                 elif scenario == "hot":
                     db, table = databases[name]
                     result["winners"] = len(ids)
                     result["overlapping_pairs"] = await overlaps(db, table, plan["resources"][0])
-                runs[name].setdefault(scenario, []).append(result)
+                runs[name].setdefault(label, []).append(result)
     figures: dict[str, Any] = {
         name: {k: merged(v) for k, v in found.items()} for name, found in runs.items()
     }
