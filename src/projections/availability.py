@@ -53,14 +53,14 @@ ORDER BY start_time, booking_id
 """
 ADD_CLOSURES = """
 INSERT INTO closures (closure_id, resource_id, start_time, end_time, reason, created_at)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[],
-                     $6::timestamptz[])
+SELECT * FROM json_to_recordset($1::json)
+    AS c(closure_id uuid, resource_id uuid, start_time timestamptz, end_time timestamptz,
+         reason text, created_at timestamptz)
 """
 REMOVE_CLOSURES = "DELETE FROM closures WHERE closure_id = ANY($1::uuid[])"
 CLOSURES_TABLE = Table(
     key="closure_id",
     put=ADD_CLOSURES,
-    put_columns=("closure_id", "resource_id", "start_time", "end_time", "reason", "created_at"),
     delete=REMOVE_CLOSURES,
 )
 CLOSURES = """

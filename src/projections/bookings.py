@@ -46,9 +46,10 @@ class BookingFilter(msgspec.Struct, kw_only=True):
 NEW = """
 INSERT INTO bookings (booking_id, resource_id, client_id, start_time, end_time, status, details,
                       approval_deadline, created_at, updated_at)
-SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::timestamptz[],
-                     $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                     $10::timestamptz[])
+SELECT * FROM json_to_recordset($1::json)
+    AS n(booking_id uuid, resource_id uuid, client_id uuid, start_time timestamptz,
+         end_time timestamptz, status text, details text, approval_deadline timestamptz,
+         created_at timestamptz, updated_at timestamptz)
 """
 # Changes to bookings projected before: NULL keeps a column. A move (the one change that sets
 # `resource_id`) also sets the approval deadline, NULL included.
@@ -60,38 +61,15 @@ SET resource_id = COALESCE(c.resource_id, b.resource_id),
     approval_deadline = CASE WHEN c.resource_id IS NULL THEN b.approval_deadline
                              ELSE c.approval_deadline END,
     updated_at = c.updated_at
-FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[],
-            $7::timestamptz[], $8::timestamptz[])
-     AS c(booking_id, resource_id, start_time, end_time, status, details, approval_deadline,
-          updated_at)
+FROM json_to_recordset($1::json)
+     AS c(booking_id uuid, resource_id uuid, start_time timestamptz, end_time timestamptz,
+          status text, details text, approval_deadline timestamptz, updated_at timestamptz)
 WHERE b.booking_id = c.booking_id
 """
 TABLE = Table(
     key="booking_id",
     put=NEW,
-    put_columns=(
-        "booking_id",
-        "resource_id",
-        "client_id",
-        "start_time",
-        "end_time",
-        "status",
-        "details",
-        "approval_deadline",
-        "created_at",
-        "updated_at",
-    ),
     change=CHANGE,
-    change_columns=(
-        "booking_id",
-        "resource_id",
-        "start_time",
-        "end_time",
-        "status",
-        "details",
-        "approval_deadline",
-        "updated_at",
-    ),
 )
 COLUMNS = """booking_id, resource_id, start_time, end_time, client_id, status, details,
              created_at, updated_at"""

@@ -56,9 +56,10 @@ class ResourceView(msgspec.Struct, kw_only=True):
 PUT = """
 INSERT INTO resources (resource_id, name, timezone, capacity, requires_approval, details, rules,
                        retired_at, created_at, updated_at)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::boolean[],
-                     $6::text[], $7::jsonb[], $8::timestamptz[], $9::timestamptz[],
-                     $10::timestamptz[])
+SELECT * FROM json_to_recordset($1::json)
+    AS p(resource_id uuid, name text, timezone text, capacity integer, requires_approval boolean,
+         details text, rules jsonb, retired_at timestamptz, created_at timestamptz,
+         updated_at timestamptz)
 """
 # Changes to resources projected before: NULL keeps a column; `rules` holds the changed rules.
 CHANGE = """
@@ -69,40 +70,16 @@ SET name = COALESCE(c.name, r.name), timezone = COALESCE(c.timezone, r.timezone)
     details = CASE WHEN c.sets_details THEN c.details ELSE r.details END,
     rules = r.rules || COALESCE(c.rules, '{}'), retired_at = COALESCE(c.retired_at, r.retired_at),
     updated_at = c.updated_at
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::integer[], $5::boolean[], $6::boolean[],
-            $7::text[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[])
-     AS c(resource_id, name, timezone, capacity, requires_approval, sets_details, details, rules,
-          retired_at, updated_at)
+FROM json_to_recordset($1::json)
+     AS c(resource_id uuid, name text, timezone text, capacity integer, requires_approval boolean,
+          sets_details boolean, details text, rules jsonb, retired_at timestamptz,
+          updated_at timestamptz)
 WHERE r.resource_id = c.resource_id
 """
 TABLE = Table(
     key="resource_id",
     put=PUT,
-    put_columns=(
-        "resource_id",
-        "name",
-        "timezone",
-        "capacity",
-        "requires_approval",
-        "details",
-        "rules",
-        "retired_at",
-        "created_at",
-        "updated_at",
-    ),
     change=CHANGE,
-    change_columns=(
-        "resource_id",
-        "name",
-        "timezone",
-        "capacity",
-        "requires_approval",
-        "sets_details",
-        "details",
-        "rules",
-        "retired_at",
-        "updated_at",
-    ),
 )
 COLUMNS = """resource_id, name, timezone, capacity, requires_approval, details, rules::text,
              retired_at, created_at, updated_at"""
@@ -187,7 +164,7 @@ def writes(events: Sequence[Any]) -> list[Write]:
             rows.change(resource_id, {"retired_at": event.timestamp, "updated_at": event.timestamp})
     for resource_id, merged in rules.items():
         if merged or resource_id in rows.put:
-            rows.change(resource_id, {"rules": msgspec.json.encode(merged).decode()})
+            rows.change(resource_id, {"rules": merged})
     return rows.writes()
 
 

@@ -12,15 +12,14 @@ from events.store import Write
 
 @dataclass(frozen=True)
 class Table:
-    """The statements that write a table's rows, each over `unnest` of one array per column."""
+    """The statements that write a table's rows: puts and changes over the rows as JSON
+    (`json_to_recordset($1::json)`, `Write.of_rows`), deletes over an array of keys."""
 
     key: str
     put: str
-    """Inserts (or replaces) whole rows, of `put_columns`."""
-    put_columns: tuple[str, ...]
+    """Inserts (or replaces) whole rows."""
     change: str | None = None
-    """Updates rows written before, of `change_columns`: NULL keeps a column's value."""
-    change_columns: tuple[str, ...] = ()
+    """Updates rows written before: a column missing (NULL) keeps its value."""
     delete: str | None = None
     """Deletes rows by key, from an array of keys."""
 
@@ -55,11 +54,11 @@ class Rows:
     def writes(self) -> list[Write]:
         table, found = self.table, []
         if self.put:
-            found.append(Write.of_rows(table.put, self.put.values(), table.put_columns))
+            found.append(Write.of_rows(table.put, self.put.values()))
         if self.changed:
             assert table.change, f"{table.key}: no statement for changes"
             rows = [columns | {table.key: key} for key, columns in self.changed.items()]
-            found.append(Write.of_rows(table.change, rows, table.change_columns))
+            found.append(Write.of_rows(table.change, rows))
         if self.deleted:
             assert table.delete, f"{table.key}: no statement for deletes"
             found.append(Write(table.delete, (list(self.deleted),)))

@@ -8,7 +8,7 @@ import copy
 import json
 import random
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 from uuid import UUID, uuid4
 
@@ -162,6 +162,44 @@ async def test_appends_are_projected_in_the_same_statement(
     await store.append(resource.collect_events())
 
     assert await read_model_counts(pool, booking_id) == PROJECTED
+
+
+async def test_texts_times_and_rules_reach_the_read_models_as_they_were(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    # What JSON escapes, and what it spells out of the ASCII range.
+    text = 'quote " backslash \\ slash / newline \n tab \t bell \x07 é 日本 \U0001f642'
+    rules = {
+        "max_duration_minutes": 90,
+        "opening_hours": {"monday": [{"start": "08:00", "end": "17:00"}]},
+    }
+    resource = Resource.register(
+        uuid4(), name=text, details=text, rules=rules, actor=text, now=now()
+    )
+    india = timezone(timedelta(hours=5, minutes=30))
+    start = datetime(2031, 3, 3, 14, 6, 7, 891011, tzinfo=india)  # a Monday, 08:36 UTC
+    booking_id = uuid4()
+    resource.create_booking(
+        booking_id,
+        client_id=uuid4(),
+        start=start,
+        end=start + HOUR,
+        details=text,
+        actor=text,
+        now=now(),
+    )
+    await store.append(resource.collect_events())
+
+    room = await pool.fetchrow(
+        "SELECT name, details, rules FROM resources WHERE resource_id = $1", resource.id
+    )
+    stored = json.loads(room["rules"])
+    assert (room["name"], room["details"], {k: stored[k] for k in rules}) == (text, text, rules)
+    booking = await pool.fetchrow(
+        "SELECT start_time, end_time, details FROM bookings WHERE booking_id = $1", booking_id
+    )
+    assert (booking["start_time"], booking["end_time"]) == (start, start + HOUR)
+    assert booking["details"] == text
 
 
 # --- expected version -------------------------------------------------------------------------

@@ -320,15 +320,19 @@ async def test_any_split_into_batches_gives_the_same_read_models(
 async def project_recorded(conn: Any, recorded: list[RecordedEvent]) -> None:
     """Project events recorded before, as their append did (in one statement)."""
     rows = [
-        {"stream_id": r.event.originator_id, "version": r.event.originator_version, "p": r.position}
+        {
+            "stream_id": r.event.originator_id,
+            "version": r.event.originator_version,
+            "position": r.position,
+        }
         for r in recorded
     ]
     known = """
-        SELECT * FROM unnest($1::uuid[], $2::integer[], $3::bigint[])
-        AS ev(stream_id, version, position)
+        SELECT * FROM json_to_recordset($1::json) AS ev(stream_id uuid, version integer,
+                                                        position bigint)
     """
     sql, args = chain(
-        Write.of_rows(known, rows, ("stream_id", "version", "p")),
+        Write.of_rows(known, rows),
         project([r.event for r in recorded]),
     )
     await conn.execute(sql, *args)
