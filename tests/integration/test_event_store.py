@@ -17,12 +17,13 @@ import pytest
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import IntegrityError
 
+from api.settings import Settings
 from commands.errors import SlotTakenError
 from commands.handlers import CancelBooking, CommandHandlers, CreateBooking
 from commands.repository import ResourceRepository
-from commands.resource import Resource
+from commands.resource import TRANSCODINGS, Resource
 from events.resource import BookingCancelled, BookingCreated, ResourceRegistered
-from events.store import ConcurrencyError, DomainEvent, EventStore, RecordedEvent
+from events.store import ConcurrencyError, DomainEvent, EventStore, RecordedEvent, new_mapper
 from holding import appending_waits, next_version_held
 from projections import bookings
 from projections.runner import project
@@ -400,6 +401,21 @@ async def test_a_caller_that_gives_up_waiting_leaves_the_others_their_appends(
 
 
 # --- snapshots --------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("pool")  # the schema
+async def test_appends_fail_when_no_connection_is_to_be_had(settings: Settings) -> None:
+    assert settings.database_url
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+    store = EventStore(pool, new_mapper(*TRANSCODINGS), projector=project)
+    first, second = registered(), registered()
+    await store.append(first.collect_events())
+    await pool.close()
+
+    appends = [store.append(second.collect_events()) for _ in range(3)]
+    results = await asyncio.wait_for(asyncio.gather(*appends, return_exceptions=True), 10)
+
+    assert all(isinstance(r, asyncpg.InterfaceError) for r in results), results
 
 
 async def test_snapshots_bound_the_load_and_give_the_same_decisions(
