@@ -78,7 +78,9 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
         app.state.pool = pool
         app.state.store = store
         app.state.commands = commands = CommandHandlers(repository, clock, locate_booking)
-        background = [keep_listening(settings.database_url, store.mapper, repository)]
+        background = [
+            keep_listening(settings.database_url, store.mapper, repository, ours=store.writers)
+        ]
         if settings.settle_seconds:
             background.append(keep_settling(pool, commands, settings.settle_seconds))
         if settings.project_seconds:

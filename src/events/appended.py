@@ -8,6 +8,7 @@ read, never a wrong decision, because every append still checks the stream's ver
 
 import asyncio
 import logging
+from collections.abc import Container
 from typing import Protocol, cast
 from uuid import UUID
 
@@ -48,14 +49,21 @@ def decode(payload: str, mapper: Mapper[UUID], follower: Follower) -> None:
 
 
 async def keep_listening(
-    url: str, mapper: Mapper[UUID], follower: Follower, retry_seconds: float = 1.0
+    url: str,
+    mapper: Mapper[UUID],
+    follower: Follower,
+    retry_seconds: float = 1.0,
+    ours: Container[int] = (),
 ) -> None:
     """Listen on a connection of its own until cancelled, again (after a pause) when the
     connection is lost. Each time it starts to listen, it tells the follower that anything may
-    have been missed: what it cached before may be behind by whatever was appended meanwhile."""
+    have been missed: what it cached before may be behind by whatever was appended meanwhile.
+
+    Notifications sent by the server processes in `ours` (the connections this process appends
+    through) are of its own appends, which the follower knows already: they are not decoded."""
     while True:
         try:
-            await _listen(url, mapper, follower)
+            await _listen(url, mapper, follower, ours)
             log.warning("lost the connection that listens for appends")
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.warning("cannot listen for appends: %s", error)
@@ -64,12 +72,14 @@ async def keep_listening(
         await asyncio.sleep(retry_seconds)
 
 
-async def _listen(url: str, mapper: Mapper[UUID], follower: Follower) -> None:
+async def _listen(url: str, mapper: Mapper[UUID], follower: Follower, ours: Container[int]) -> None:
     """Listen until the connection is lost."""
     conn = await asyncpg.connect(url)
     lost = asyncio.get_running_loop().create_future()
 
-    def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def heard(_conn: object, pid: int, _channel: str, payload: str) -> None:
+        if pid in ours:
+            return
         try:
             decode(payload, mapper, follower)
         except Exception:

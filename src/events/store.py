@@ -230,6 +230,9 @@ class EventStore:
         self.batch = batch
         self._waiting: deque[_Append] = deque()
         self._sending: set[asyncio.Task[None]] = set()
+        self.writers: deque[int] = deque(maxlen=32)
+        """The server process ids of the connections it appended through lately: what they
+        notify (`events.appended`) this process made itself."""
 
     async def append(
         self, events: Sequence[DomainEvent], snapshots: Sequence[Snapshot] = ()
@@ -257,6 +260,8 @@ class EventStore:
         while self._waiting:
             try:
                 async with self.pool.acquire() as conn:
+                    if (pid := conn.get_server_pid()) not in self.writers:
+                        self.writers.append(pid)
                     while self._waiting and not conn.is_closed():
                         count = min(self.batch, len(self._waiting))
                         await self._send(conn, [self._waiting.popleft() for _ in range(count)])

@@ -209,3 +209,44 @@ async def test_after_a_lost_connection_it_listens_again_and_drops_what_it_cached
     await reader.book(resource_id, 2)
     await writer.book(resource_id, 4)
     await followed(reader, writer, resource_id)
+
+
+async def test_what_the_processes_own_connections_notify_is_not_decoded(
+    store: EventStore, pool: asyncpg.Pool, database_url: str, processes: tuple[Process, Reader]
+) -> None:
+    writer, reader = processes
+    # A process that appends through `store` and listens with its writers as its own.
+    own = Process(store, pool)
+    before = await listening_backends(pool)
+    listening = asyncio.create_task(
+        keep_listening(database_url, store.mapper, own.repository, ours=store.writers)
+    )
+    others = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    try:
+        await new_listener(pool, before)
+        resource_id = await registered(store)
+        await reader.book(resource_id, 0)
+        await own.book(resource_id, 2)
+        version = own.version(resource_id)
+
+        # when: appends through the same store's connections
+        await writer.book(resource_id, 4)
+        await writer.book(resource_id, 6)
+        await followed(reader, writer, resource_id)
+
+        # then: the process takes them for its own and leaves its cache as it was...
+        assert set(store.writers) <= await backends(pool)
+        assert own.version(resource_id) == version
+        # ...but hears an append through another pool's connection: it finds versions
+        # missing and drops the resource
+        await Process(EventStore(others, store.mapper, store.projector), pool).book(resource_id, 8)
+        await wait_until(lambda: own.version(resource_id) is None, 10, "dropped")
+    finally:
+        listening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await listening
+        await others.close()
+
+
+async def backends(pool: asyncpg.Pool) -> set[int]:
+    return {row["pid"] for row in await pool.fetch("SELECT pid FROM pg_stat_activity")}
