@@ -38,7 +38,8 @@ class MsgspecTranscoder(JSONTranscoder):
         transcoding = self.types.get(kind)
         if transcoding is None:
             return plain(_as_base(value))
-        return {"_type_": transcoding.name, "_data_": plain(transcoding.encode(value))}
+        data = transcoding.encode(value)  # a UUID's or a datetime's: a str
+        return {"_type_": transcoding.name, "_data_": data if type(data) in _PLAIN else plain(data)}
 
 
 def _as_base(value: Any) -> Any:
