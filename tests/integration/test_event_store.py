@@ -168,7 +168,7 @@ async def test_appends_are_projected_in_the_same_statement(
 async def test_texts_times_and_rules_reach_the_read_models_as_they_were(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
-    # What JSON escapes, and what it spells out of the ASCII range.
+    # Characters that JSON escapes, and some beyond ASCII.
     text = 'quote " backslash \\ slash / newline \n tab \t bell \x07 é 日本 \U0001f642'
     rules = {
         "max_duration_minutes": 90,
