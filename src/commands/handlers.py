@@ -258,10 +258,10 @@ class CommandHandlers:
 
         return len(await self._on_resource(resource_id, decide))
 
-    async def _on_resource(
+    def _on_resource(
         self, resource_id: UUID, decide: Callable[[Resource, datetime], None]
-    ) -> Sequence[RecordedEvent]:
-        return await self._decide([resource_id], lambda rs, now: decide(rs[resource_id], now))
+    ) -> Awaitable[Sequence[RecordedEvent]]:
+        return self._decide([resource_id], lambda rs, now: decide(rs[resource_id], now))
 
     async def _on_booking(self, booking_id: UUID, act: Callable[[UUID], Awaitable[object]]) -> None:
         """Act on the resource that holds the booking. If the booking moved to another
@@ -297,41 +297,38 @@ class CommandHandlers:
         that lost once would go on losing.
         """
         give_up = time.monotonic() + self.deadline_seconds
+        repository = self.repository
         ordered = sorted(set(resource_ids))
-        async with _All(self.repository.lock(r) for r in ordered):
-            cached = {r: self.repository.cached(r) for r in ordered}
-            current = all(cached[r] is None for r in ordered)  # read from the store now
-            loaded = {r: cached[r] or await self.repository.load(r) for r in ordered}
-            if not current and any(self.repository.shared(r) for r in ordered):
+        async with _All([repository.lock(r) for r in ordered]):
+            loaded, current = await self._load(ordered)
+            if not current and any(repository.shared(r) for r in ordered):
                 loaded, current = await self._caught_up(loaded), True  # likely behind
+            in_order = list(dict.fromkeys(resource_ids))  # a move's source before its target
             attempts = 0
             while True:
-                versions = {r: loaded[r].version for r in ordered}
+                versions = [(resource, resource.version) for resource in loaded.values()]
                 try:
                     decide(loaded, self.clock())
                 except DomainError:
-                    for r in ordered:
-                        loaded[r].revert(versions[r])  # changed before the refusal
+                    for resource, version in versions:
+                        resource.revert(version)  # changed before the refusal
                     if current:
                         raise  # refused on the store's state
                     loaded, current = await self._caught_up(loaded), True
                     continue
                 except BaseException:
                     for r in ordered:
-                        self.repository.forget(r)
+                        repository.forget(r)
                     raise
-                if not current and not any(loaded[r].pending_events for r in ordered):
+                if not current and not any(resource.pending_events for resource, _ in versions):
                     # "Nothing to do" may be stale too.
                     loaded, current = await self._caught_up(loaded), True
                     continue
                 try:
-                    # In the caller's order: a move's source before its target.
-                    return await self.repository.save(
-                        *(loaded[r] for r in dict.fromkeys(resource_ids))
-                    )
+                    return await repository.save(*(loaded[r] for r in in_order))
                 except ConcurrencyError:
-                    for r in ordered:
-                        loaded[r].revert(versions[r])
+                    for resource, version in versions:
+                        resource.revert(version)
                     if time.monotonic() > give_up:
                         names = ", ".join(str(r) for r in ordered)
                         raise ContentionError(f"Resource {names} is too busy; try again.") from None
@@ -340,6 +337,18 @@ class CommandHandlers:
                     # retries of several losers) before reading what it wrote.
                     await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * attempts)))
                     loaded, current = await self._caught_up(loaded), True
+
+    async def _load(self, resource_ids: list[UUID]) -> tuple[dict[UUID, Resource], bool]:
+        """The resources, from the cache where they are in it; and whether none was (all were
+        read from the store now)."""
+        loaded, current = {}, True
+        for r in resource_ids:
+            cached = self.repository.cached(r)
+            if cached is None:
+                loaded[r] = await self.repository.load(r)
+            else:
+                loaded[r], current = cached, False
+        return loaded, current
 
     async def _caught_up(self, loaded: dict[UUID, Resource]) -> dict[UUID, Resource]:
         """The resources with the events the store recorded since their version applied."""
