@@ -6,7 +6,8 @@ the listening one runs `keep_listening` on a connection of its own, as a server 
 """
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container
+from contextlib import asynccontextmanager
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -70,27 +71,50 @@ async def processes(
 ) -> AsyncIterator[tuple[Process, Reader]]:
     """A writer, and a reader that listens (`reader.backend`: its listening connection)."""
     writer, reader = Process(store, pool), Reader(store, pool)
+    async with listening(store, pool, database_url, reader) as backend:
+        reader.backend = backend
+        yield writer, reader
+
+
+@asynccontextmanager
+async def listening(
+    store: EventStore,
+    pool: asyncpg.Pool,
+    database_url: str,
+    process: Process,
+    ours: Container[int] = (),
+) -> AsyncIterator[int]:
+    """The process runs `keep_listening` meanwhile; the backend of its listening connection."""
     before = await listening_backends(pool)
-    listening = asyncio.create_task(keep_listening(database_url, store.mapper, reader.repository))
-    reader.backend = await new_listener(pool, before)
-    yield writer, reader
-    listening.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await listening
+    task = asyncio.create_task(
+        keep_listening(database_url, store.mapper, process.repository, ours=ours)
+    )
+    try:
+        yield await new_listener(pool, before)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
 
-async def registered(store: EventStore) -> UUID:
+async def cached_by(process: Process, store: EventStore) -> UUID:
+    """A new resource that the process has cached: it booked the hour 0."""
     resource = Resource.register(uuid4(), name="Shared", now=now())
     await ResourceRepository(store).save(resource)
+    await process.book(resource.id, 0)
     return resource.id
+
+
+async def in_store(store: EventStore, resource_id: UUID) -> Resource:
+    """The resource as the store has it now."""
+    return await ResourceRepository(store).load(resource_id)
 
 
 async def test_a_process_applies_what_another_appends_and_decides_without_a_read(
     store: EventStore, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
-    resource_id = await registered(store)
-    await reader.book(resource_id, 0)
+    resource_id = await cached_by(reader, store)
     await writer.book(resource_id, 2)  # the writer loads the resource after the reader's booking
 
     # when: the writer books more; the reader only listens
@@ -102,17 +126,14 @@ async def test_a_process_applies_what_another_appends_and_decides_without_a_read
     reader.repository.catch_ups = 0
     await reader.book(resource_id, 20)
     assert (reader.repository.lost, reader.repository.catch_ups) == (0, 0)
-    assert reader.repository.cached(resource_id) == await ResourceRepository(store).load(
-        resource_id
-    )
+    assert reader.repository.cached(resource_id) == await in_store(store, resource_id)
 
 
 async def test_one_append_of_many_events_comes_in_notifications_below_the_limit(
     store: EventStore, processes: tuple[Process, Reader], database_url: str
 ) -> None:
     writer, reader = processes
-    resource_id = await registered(store)
-    await reader.book(resource_id, 0)
+    resource_id = await cached_by(reader, store)
     payloads: list[str] = []
     spy = await asyncpg.connect(database_url)
     await spy.add_listener(CHANNEL, lambda *args: payloads.append(args[3]))
@@ -131,17 +152,14 @@ async def test_one_append_of_many_events_comes_in_notifications_below_the_limit(
     assert [int(words[1]) for words in mine] == list(range(3, 103))
     assert len(payloads) > 1
     assert max(len(payload.encode()) for payload in payloads) < 8000
-    assert reader.repository.cached(resource_id) == await ResourceRepository(store).load(
-        resource_id
-    )
+    assert reader.repository.cached(resource_id) == await in_store(store, resource_id)
 
 
 async def test_an_event_too_large_to_send_drops_the_resource_from_the_cache(
     store: EventStore, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
-    resource_id = await registered(store)
-    await reader.book(resource_id, 0)
+    resource_id = await cached_by(reader, store)
     await writer.handlers.update_resource(UpdateResource(resource_id, {"details": "x" * 9000}))
 
     await wait_until(lambda: reader.version(resource_id) is None, 10, "dropped")
@@ -155,8 +173,7 @@ async def test_a_resource_under_a_decision_is_left_to_that_decision(
     store: EventStore, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
-    resource_id = await registered(store)
-    await reader.book(resource_id, 0)
+    resource_id = await cached_by(reader, store)
     version = reader.version(resource_id)
     heard_after: list[int] = []
 
@@ -170,17 +187,14 @@ async def test_a_resource_under_a_decision_is_left_to_that_decision(
     assert heard_after == [version]
     await reader.book(resource_id, 6)
     assert reader.repository.lost == 1
-    assert reader.repository.cached(resource_id) == await ResourceRepository(store).load(
-        resource_id
-    )
+    assert reader.repository.cached(resource_id) == await in_store(store, resource_id)
 
 
 async def test_an_event_that_skips_a_version_drops_the_resource(
     store: EventStore, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
-    resource_id = await registered(store)
-    await reader.book(resource_id, 0)
+    resource_id = await cached_by(reader, store)
     resource = await writer.repository.load(resource_id)
     book_in(resource, 2)
     book_in(resource, 4)
@@ -196,8 +210,7 @@ async def test_after_a_lost_connection_it_listens_again_and_drops_what_it_cached
     store: EventStore, pool: asyncpg.Pool, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
-    resource_id = await registered(store)
-    await reader.book(resource_id, 0)
+    resource_id = await cached_by(reader, store)
     others = await listening_backends(pool) - {reader.backend}
 
     # when: the listening connection is cut
@@ -217,34 +230,27 @@ async def test_what_the_processes_own_connections_notify_is_not_decoded(
     writer, reader = processes
     # A process that appends through `store` and listens with its writers as its own.
     own = Process(store, pool)
-    before = await listening_backends(pool)
-    listening = asyncio.create_task(
-        keep_listening(database_url, store.mapper, own.repository, ours=store.writers)
-    )
     others = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
     try:
-        await new_listener(pool, before)
-        resource_id = await registered(store)
-        await reader.book(resource_id, 0)
-        await own.book(resource_id, 2)
-        version = own.version(resource_id)
+        async with listening(store, pool, database_url, own, ours=store.writers):
+            resource_id = await cached_by(reader, store)
+            await own.book(resource_id, 2)
+            version = own.version(resource_id)
 
-        # when: appends through the same store's connections
-        await writer.book(resource_id, 4)
-        await writer.book(resource_id, 6)
-        await followed(reader, writer, resource_id)
+            # when: appends through the same store's connections
+            await writer.book(resource_id, 4)
+            await writer.book(resource_id, 6)
+            await followed(reader, writer, resource_id)
 
-        # then: the process takes them for its own and leaves its cache as it was...
-        assert set(store.writers) <= await backends(pool)
-        assert own.version(resource_id) == version
-        # ...but hears an append through another pool's connection: it finds versions
-        # missing and drops the resource
-        await Process(EventStore(others, store.mapper, store.projector), pool).book(resource_id, 8)
-        await wait_until(lambda: own.version(resource_id) is None, 10, "dropped")
+            # then: the process takes them for its own and leaves its cache as it was...
+            assert set(store.writers) <= await backends(pool)
+            assert own.version(resource_id) == version
+            # ...but hears an append through another pool's connection: it finds versions
+            # missing and drops the resource
+            other = Process(EventStore(others, store.mapper, store.projector), pool)
+            await other.book(resource_id, 8)
+            await wait_until(lambda: own.version(resource_id) is None, 10, "dropped")
     finally:
-        listening.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await listening
         await others.close()
 
 
