@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
@@ -249,24 +249,29 @@ class EventStore:
         done: asyncio.Future[list[RecordedEvent]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Append(events, snapshots, done))
         if len(self._sending) < self.statements:
-            task = asyncio.create_task(self._send_waiting())
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            self._sending.add(asyncio.create_task(self._send_waiting()))
         return await done
 
     async def _send_waiting(self) -> None:
         """Send what waits, group after group, on a connection held until nothing does (a
-        pool's acquire and release cost about as much CPU as a small statement)."""
-        while self._waiting:
-            try:
-                async with self.pool.acquire() as conn:
-                    if (pid := conn.get_server_pid()) not in self.writers:
-                        self.writers.append(pid)
-                    while self._waiting and not conn.is_closed():
-                        count = min(self.batch, len(self._waiting))
-                        await self._send(conn, [self._waiting.popleft() for _ in range(count)])
-            except Exception as error:  # no connection to be had: what waits fails
-                _fail([self._waiting.popleft() for _ in range(len(self._waiting))], error)
+        pool's acquire and release cost about as much CPU as a small statement).
+
+        The task leaves `_sending` in the same step in which it finds nothing waiting. (A done
+        callback runs a turn of the loop later: an append made in between counted on a task
+        that had ended, and waited until a later append started another, if one ever came.)"""
+        try:
+            while self._waiting:
+                try:
+                    async with self.pool.acquire() as conn:
+                        if (pid := conn.get_server_pid()) not in self.writers:
+                            self.writers.append(pid)
+                        while self._waiting and not conn.is_closed():
+                            count = min(self.batch, len(self._waiting))
+                            await self._send(conn, [self._waiting.popleft() for _ in range(count)])
+                except Exception as error:  # no connection to be had: what waits fails
+                    _fail([self._waiting.popleft() for _ in range(len(self._waiting))], error)
+        finally:
+            self._sending.discard(cast(asyncio.Task[None], asyncio.current_task()))
 
     async def _send(self, conn: asyncpg.Connection, appends: list[_Append]) -> None:
         """One statement for the appends. When it fails on a stream's version that another

@@ -7,7 +7,8 @@ import asyncio
 import copy
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 from uuid import UUID, uuid4
@@ -25,6 +26,7 @@ from commands.resource import TRANSCODINGS, Resource
 from events.resource import BookingCancelled, BookingCreated, ResourceRegistered
 from events.store import ConcurrencyError, DomainEvent, EventStore, RecordedEvent, new_mapper
 from holding import appending_waits, next_version_held
+from processes import wait_until
 from projections import bookings
 from projections.runner import project
 
@@ -398,6 +400,40 @@ async def test_a_caller_that_gives_up_waiting_leaves_the_others_their_appends(
     ]
     for resource in resources[1:]:
         assert await stream_keys(pool, resource.id) == [1, 2]
+
+
+class Returning:
+    """A pool that runs `then` each time a connection it lent is back, before the borrower
+    goes on."""
+
+    def __init__(self, pool: asyncpg.Pool, then: Callable[[], object]) -> None:
+        self.pool, self.then = pool, then
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn:
+            yield conn
+        self.then()
+
+
+async def test_an_append_made_as_the_sending_task_finishes_is_sent(pool: asyncpg.Pool) -> None:
+    # The task that sent the last group finds nothing waiting and ends; an append made right
+    # then (before the task is done) must not count on it.
+    first, second = registered(), registered()
+    later: list[asyncio.Task[list[RecordedEvent]]] = []
+
+    def append_once() -> None:
+        if not later:
+            later.append(asyncio.create_task(store.append(second.collect_events())))
+
+    returning = cast(asyncpg.Pool, Returning(pool, append_once))
+    store = EventStore(returning, new_mapper(*TRANSCODINGS), projector=project, statements=1)
+    await store.append(first.collect_events())
+    await wait_until(lambda: bool(later), 10, "the connection back")
+
+    [recorded] = await asyncio.wait_for(later[0], timeout=10)
+    assert recorded.event.originator_id == second.id
+    assert await stream_keys(pool, second.id) == [1]
 
 
 # --- snapshots --------------------------------------------------------------------------------
