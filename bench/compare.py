@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 
 from bench.harness import crud_command, load, new_database, server, service_command
-from bench.memory import parent, tree_cpu_seconds
+from bench.memory import cpu_seconds_by_process, parent, tree_cpu_seconds
 
 
 async def register(url: str, count: int) -> list[str]:
@@ -144,13 +144,17 @@ async def measure(
 
 def costed(plan: dict[str, Any], server_pid: int, postgres_pid: int) -> dict[str, Any]:
     """The load generator's figures, with the CPU time per request of the server's processes
-    and of PostgreSQL's (all of its processes: other work on it counts too)."""
-    before = tree_cpu_seconds(server_pid), tree_cpu_seconds(postgres_pid)
+    and of PostgreSQL's (all of its processes: other work on it counts too), and the busiest
+    server process's share of the server's CPU time (with several workers, 0.5 is an even
+    split; near 1.0, one worker did the work)."""
+    before, postgres_before = cpu_seconds_by_process(server_pid), tree_cpu_seconds(postgres_pid)
     result = load(plan)
-    after = tree_cpu_seconds(server_pid), tree_cpu_seconds(postgres_pid)
+    after, postgres_after = cpu_seconds_by_process(server_pid), tree_cpu_seconds(postgres_pid)
+    used = [seconds - before.get(pid, 0.0) for pid, seconds in after.items()]
     requests = max(result["requests"], 1)
-    result["server_cpu_ms"] = (after[0] - before[0]) * 1000 / requests
-    result["postgres_cpu_ms"] = (after[1] - before[1]) * 1000 / requests
+    result["server_cpu_ms"] = sum(used) * 1000 / requests
+    result["postgres_cpu_ms"] = (postgres_after - postgres_before) * 1000 / requests
+    result["busiest_share"] = max(used) / sum(used) if sum(used) > 0 else 1.0
     return result
 
 
@@ -166,6 +170,7 @@ def merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "p99_ms",
             "server_cpu_ms",
             "postgres_cpu_ms",
+            "busiest_share",
         )
     }
     found["requests"] = sum(r["requests"] for r in runs)

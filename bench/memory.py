@@ -9,7 +9,11 @@ PROC = Path("/proc")
 def children(pid: int) -> list[int]:
     """The direct children of a process (every thread's, as /proc lists them per thread)."""
     found: list[int] = []
-    for task in (PROC / str(pid) / "task").glob("*/children"):
+    try:
+        tasks = list((PROC / str(pid) / "task").glob("*/children"))
+    except OSError:  # the process ended meanwhile
+        return found
+    for task in tasks:
         try:
             found += [int(child) for child in task.read_text().split()]
         except OSError:  # the thread ended meanwhile
@@ -46,14 +50,20 @@ def tree_rss_mib(pid: int) -> float:
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time (user and system) the process and its descendants have used so far."""
-    ticks = 0
+    return sum(cpu_seconds_by_process(pid).values())
+
+
+def cpu_seconds_by_process(pid: int) -> dict[int, float]:
+    """CPU time (user and system) each of the process and its descendants has used so far."""
+    found = {}
     for each in tree(pid):
         try:
             fields = (PROC / str(each) / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # ended meanwhile
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return ticks / os.sysconf("SC_CLK_TCK")
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        found[each] = ticks / os.sysconf("SC_CLK_TCK")
+    return found
 
 
 def parent(pid: int) -> int:

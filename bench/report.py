@@ -24,6 +24,8 @@ def compare(results: dict[str, Any]) -> None:
             digits = 3 if figure in COSTS else 1
             cells = f"{a:,.{digits}f} | {b:,.{digits}f} | {ratio(a, b)}"
             print(f"| {scenario} | {figure} | {cells} |")
+        shares = f"{service['busiest_share']:.2f} | {crud['busiest_share']:.2f}"
+        print(f"| {scenario} | busiest worker's share of the CPU | {shares} | |")
         print(f"| {scenario} | statuses | {service['statuses']} | {crud['statuses']} | |")
         if scenario == "hot":
             pairs = [f"{r['winners']} / {r['overlapping_pairs']}" for r in (service, crud)]
