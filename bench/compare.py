@@ -151,10 +151,11 @@ def costed(plan: dict[str, Any], server_pid: int, postgres_pid: int) -> dict[str
     result = load(plan)
     after, postgres_after = cpu_seconds_by_process(server_pid), tree_cpu_seconds(postgres_pid)
     used = [seconds - before.get(pid, 0.0) for pid, seconds in after.items()]
+    server = sum(used)
     requests = max(result["requests"], 1)
-    result["server_cpu_ms"] = sum(used) * 1000 / requests
+    result["server_cpu_ms"] = server * 1000 / requests
     result["postgres_cpu_ms"] = (postgres_after - postgres_before) * 1000 / requests
-    result["busiest_share"] = max(used) / sum(used) if sum(used) > 0 else 1.0
+    result["busiest_share"] = max(used) / server if server > 0 else 1.0
     return result
 
 

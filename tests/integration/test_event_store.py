@@ -318,10 +318,15 @@ async def test_an_open_transaction_on_one_stream_does_not_block_another(
 # --- group commit -----------------------------------------------------------------------------
 
 
+def store_on(pool: asyncpg.Pool, **options: int) -> EventStore:
+    """A store as the app makes it, on this pool (`options`: the store's `statements`, `batch`)."""
+    return EventStore(pool, new_mapper(*TRANSCODINGS), projector=project, **options)
+
+
 def one_at_a_time(store: EventStore) -> EventStore:
     """A store on the same pool that sends one statement at a time: appends made while it is
     under way all go out together in the next."""
-    return EventStore(store.pool, store.mapper, projector=project, statements=1)
+    return store_on(store.pool, statements=1)
 
 
 async def test_appends_made_at_once_go_out_in_one_statement_each_with_its_positions(
@@ -426,8 +431,7 @@ async def test_an_append_made_as_the_sending_task_finishes_is_sent(pool: asyncpg
         if not later:
             later.append(asyncio.create_task(store.append(second.collect_events())))
 
-    returning = cast(asyncpg.Pool, Returning(pool, append_once))
-    store = EventStore(returning, new_mapper(*TRANSCODINGS), projector=project, statements=1)
+    store = store_on(cast(asyncpg.Pool, Returning(pool, append_once)), statements=1)
     await store.append(first.collect_events())
     await wait_until(lambda: bool(later), 10, "the connection back")
 
@@ -443,7 +447,7 @@ async def test_an_append_made_as_the_sending_task_finishes_is_sent(pool: asyncpg
 async def test_appends_fail_when_no_connection_is_to_be_had(settings: Settings) -> None:
     assert settings.database_url
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
-    store = EventStore(pool, new_mapper(*TRANSCODINGS), projector=project)
+    store = store_on(pool)
     first, second = registered(), registered()
     await store.append(first.collect_events())
     await pool.close()
