@@ -57,8 +57,10 @@ class BookingController(Controller):
         actor: Actor,
     ) -> ASGIResponse:
         """Book a resource for `[start_time, end_time)`; 409 if the slot is taken."""
-        # The busiest route, kept lean: resolving a dependency (`Commands`) and turning a
-        # `Response` into ASGI cost litestar about 15 us per request, as much as the decision.
+        # The busiest route, kept lean: the app's state instead of a dependency, and the answer
+        # already encoded. Resolving the dependency and turning a `Response` into ASGI cost
+        # litestar 13-22 us of each create (of 140 us in the process), about what the decision
+        # does. `responses` documents the answer as a `Response[BookingView]` would.
         body = strict_body(data, BookingCreate)
         commands: CommandHandlers = state.commands
         event = await commands.create_booking(CreateBooking(**asdict(body), actor=actor))

@@ -517,6 +517,15 @@ async def test_openapi_document_is_served_and_lists_the_routes(client: Client) -
     if "$ref" in schema:
         schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
     assert {"capacity", "opening_hours", "min_notice_minutes"} <= set(schema["properties"])
+    # `POST /bookings` answers with a response of its own making: it is still documented.
+    create = paths["/bookings"]["post"]
+    body = create["requestBody"]["content"]["application/json"]["schema"]
+    created = create["responses"]["201"]["content"]["application/json"]["schema"]
+    assert (body["$ref"], created["$ref"]) == (
+        "#/components/schemas/BookingCreate",
+        "#/components/schemas/BookingView",
+    )
+    assert "X-Actor" in {parameter["name"] for parameter in create["parameters"]}
 
 
 async def test_unknown_route_is_a_404_problem(client: Client) -> None:
