@@ -98,21 +98,20 @@ class ResourceRepository:
         pending = [event for resource in resources for event in resource.collect_events()]
         if not pending:
             return []
-        snapshots = []
-        for resource in resources:
-            every = max(self.snapshot_every, len(resource.holds) // 2)
-            if resource.version - self._snapshotted.get(resource.id, 0) >= every:
-                snapshots.append(Resource.Snapshot.take(resource))
         try:
-            recorded = await self.store.append(pending, snapshots)
+            recorded = await self.store.append(pending)
         except BaseException:
             for resource in resources:
                 self.forget(resource.id)
             raise
+        snapshots = []
         for resource in resources:
             self._remember(resource)
-        for snapshot in snapshots:
-            self._snapshotted[snapshot.originator_id] = snapshot.originator_version
+            every = max(self.snapshot_every, len(resource.holds) // 2)
+            if resource.version - self._snapshotted.get(resource.id, 0) >= every:
+                snapshots.append(Resource.Snapshot.take(resource))
+                self._snapshotted[resource.id] = resource.version
+        self.store.save_snapshots(snapshots)
         return recorded
 
     # -- following what other processes append (`events.appended.Follower`) ------------------

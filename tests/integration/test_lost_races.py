@@ -37,6 +37,7 @@ async def busy_resource(store: EventStore, name: str = "Busy") -> UUID:
             now=now(),
         )
     await ResourceRepository(store).save(resource)
+    await store.snapshots_written()
     return resource.id
 
 
