@@ -324,8 +324,8 @@ class EventStore:
         """Record and project the events in one statement, atomic without a transaction block;
         the position of each (stream, version)."""
         writes = self.projector(events) if self.projector else []
-        rows = _rows(map(self.mapper.to_stored_event, events))
-        sql, args = chain(Write.of_rows(INSERT_EVENTS, rows), writes)
+        stored = _rows(map(self.mapper.to_stored_event, events))
+        sql, args = chain(Write.of_rows(INSERT_EVENTS, stored), writes)
         try:
             rows = await conn.fetch(sql, *args)
         except asyncpg.UniqueViolationError as error:
