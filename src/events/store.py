@@ -357,10 +357,13 @@ class EventStore:
 
     async def _write_snapshots(self) -> None:
         """Write what waits, in statements of up to `batch` snapshots, until nothing does. (The
-        task is forgotten in the same step in which it finds nothing waiting.)"""
+        task is forgotten in the same step in which it finds nothing waiting.)
+
+        A statement's rows go by stream: two processes that snapshot the same streams take
+        their row locks in one order (in any other, their statements could deadlock)."""
         try:
             while self._snapshots:
-                streams = list(self._snapshots)[: self.batch]
+                streams = sorted(self._snapshots)[: self.batch]
                 write = Write.of_rows(UPSERT_SNAPSHOTS, [self._snapshots.pop(s) for s in streams])
                 try:
                     await self.pool.execute(write.sql, *write.args)

@@ -541,6 +541,59 @@ async def test_appends_do_not_wait_for_snapshots(store: EventStore, pool: asyncp
     assert rebuilt(snapshot, events) == resource
 
 
+async def snapshot_writers_waiting(pool: asyncpg.Pool) -> int:
+    waiting = """
+        SELECT count(*) FROM pg_stat_activity
+        WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO snapshots%'
+    """
+    count: int = await pool.fetchval(waiting)
+    return count
+
+
+async def test_processes_that_snapshot_the_same_streams_do_not_deadlock(
+    store: EventStore, pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each statement upserts its snapshots' rows by stream. Here the first process waits for
+    the first row, and the second, handed the same streams in the other order, must not take the
+    second row meanwhile: it would then wait for the first, which the first process, once it has
+    it, would hold while waiting for the second."""
+    first, second = store_on(pool), store_on(pool)
+    resources = sorted((registered(f"Room {i}") for i in range(2)), key=lambda r: r.id)
+    for resource in resources:
+        await store.append(resource.collect_events())
+    store.save_snapshots(Resource.Snapshot.take(r) for r in resources)  # version 1
+    await store.snapshots_written()
+    takes = []
+    for version in (2, 3):
+        for resource in resources:
+            book(resource, future(version), future(version + 1))
+            resource.collect_events()
+        takes.append([Resource.Snapshot.take(r) for r in resources])
+
+    async with pool.acquire() as locker, locker.transaction():
+        await locker.execute(
+            "SELECT 1 FROM snapshots WHERE stream_id = $1 FOR UPDATE", resources[0].id
+        )
+        first.save_snapshots(takes[0])
+        await asyncio.wait_for(until_waiting(pool, writers=1), 10)
+        second.save_snapshots(reversed(takes[1]))
+        await asyncio.wait_for(until_waiting(pool, writers=2), 10)
+
+    await asyncio.wait_for(
+        asyncio.gather(first.snapshots_written(), second.snapshots_written()), 10
+    )
+    versions = await pool.fetch(
+        "SELECT version FROM snapshots WHERE stream_id = ANY($1::uuid[])", [r.id for r in resources]
+    )
+    assert [row["version"] for row in versions] == [3, 3]
+    assert "not written" not in caplog.text
+
+
+async def until_waiting(pool: asyncpg.Pool, writers: int) -> None:
+    while await snapshot_writers_waiting(pool) < writers:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
 class CountingSnapshots(EventStore):
     """The store, counting the snapshots it is given."""
 
