@@ -461,7 +461,7 @@ async def test_appends_fail_when_no_connection_is_to_be_had(settings: Settings) 
 async def test_snapshots_bound_the_load_and_give_the_same_decisions(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
-    repository = ResourceRepository(store, snapshot_every=5)
+    repository = ResourceRepository(store, snapshot_every=5, spread=False)
     resource = registered("Snapshotted")
     await repository.save(resource)
     booked = []
@@ -488,7 +488,7 @@ async def test_snapshots_bound_the_load_and_give_the_same_decisions(
     assert [e.originator_version for e in events] == [6, 7, 8]
     assert await stream_keys(pool, resource.id) == list(range(1, 9))
 
-    fresh = await ResourceRepository(store, snapshot_every=5).load(resource.id)
+    fresh = await ResourceRepository(store, snapshot_every=5, spread=False).load(resource.id)
     assert fresh is not resource
     assert fresh.version == resource.version
     assert (fresh.name, fresh.capacity, fresh.timezone) == ("Snapshotted", 1, "UTC")
@@ -523,7 +523,7 @@ async def test_snapshots_bound_the_load_and_give_the_same_decisions(
 async def test_appends_do_not_wait_for_snapshots(store: EventStore, pool: asyncpg.Pool) -> None:
     """A snapshot is written after the append that made it due, apart from it: an append goes
     through while the snapshots table is locked, and the snapshot follows once it is free."""
-    repository = ResourceRepository(store, snapshot_every=5)
+    repository = ResourceRepository(store, snapshot_every=5, spread=False)
     resource = registered("Snapshotted later")
     await repository.save(resource)
     async with pool.acquire() as locker, locker.transaction():
@@ -539,6 +539,36 @@ async def test_appends_do_not_wait_for_snapshots(store: EventStore, pool: asyncp
     assert snapshot.originator_version == 5
     assert [e.originator_version for e in events] == [6]
     assert rebuilt(snapshot, events) == resource
+
+
+async def test_resources_booked_alike_take_their_snapshots_apart(
+    store: EventStore, pool: asyncpg.Pool
+) -> None:
+    """Every 4 events, later by up to a half for each resource (by its id): 20 resources booked
+    in turn take their snapshots at versions 4 to 6, not all at 4."""
+
+    async def snapshot_versions(repository: ResourceRepository) -> list[int]:
+        resources = [registered(f"Room {i}") for i in range(20)]
+        for resource in resources:
+            await repository.save(resource)
+        for version in range(2, 8):
+            for resource in resources:
+                book(resource, future(version), future(version + 1))
+                await repository.save(resource)
+        await store.snapshots_written()
+        rows = await pool.fetch(
+            "SELECT version FROM snapshots WHERE stream_id = ANY($1::uuid[])",
+            [r.id for r in resources],
+        )
+        return [row["version"] for row in rows]
+
+    apart = await snapshot_versions(ResourceRepository(store, snapshot_every=4))
+    at_once = await snapshot_versions(ResourceRepository(store, snapshot_every=4, spread=False))
+
+    assert len(apart) == 20
+    assert set(apart) <= {4, 5, 6}
+    assert len(set(apart)) > 1
+    assert at_once == [4] * 20
 
 
 async def snapshot_writers_waiting(pool: asyncpg.Pool) -> int:
@@ -611,7 +641,7 @@ async def test_a_resource_with_many_open_bookings_is_snapshotted_less_often(
     """Every 5 events, or every half as many events as it has open bookings when that is more:
     40 saves on a resource with 40 to 80 open bookings take one snapshot, not 8."""
     counting = CountingSnapshots(store.pool, store.mapper, projector=project)
-    repository = ResourceRepository(counting, snapshot_every=5)
+    repository = ResourceRepository(counting, snapshot_every=5, spread=False)
     resource = registered("Busy")
     for i in range(40):
         book(resource, future(2 * i), future(2 * i + 1))
