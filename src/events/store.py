@@ -340,9 +340,9 @@ class EventStore:
 
     def save_snapshots(self, snapshots: Iterable[Snapshot]) -> None:
         """Write snapshots in the background. Each is encoded now (the aggregate goes on
-        changing), and written by a statement of its own, after the ones before it; of several
-        of one stream, only the latest. A snapshot not written (the process stops first, or the
-        statement fails) costs only a longer load."""
+        changing) and written by one task, in statements apart from the appends, after the ones
+        handed over before it; of several of one stream, only the latest. A snapshot not written
+        (the process stops first, or the statement fails) costs only a longer load."""
         for row in _rows(map(self.mapper.to_stored_event, snapshots)):
             held = self._snapshots.get(row["stream_id"])
             if held is None or held["version"] < row["version"]:
