@@ -26,10 +26,16 @@ async def next_version_held(pool: asyncpg.Pool, stream_id: UUID) -> AsyncIterato
             await transaction.rollback()
 
 
-async def appending_waits(pool: asyncpg.Pool) -> bool:
-    """Whether an append waits for a lock now."""
+async def inserts_waiting(pool: asyncpg.Pool, table: str) -> int:
+    """How many statements that insert into the table wait for a lock now."""
     waiting = """
         SELECT count(*) FROM pg_stat_activity
-        WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO events%'
+        WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO ' || $1 || '%'
     """
-    return bool(await pool.fetchval(waiting))
+    count: int = await pool.fetchval(waiting, table)
+    return count
+
+
+async def appending_waits(pool: asyncpg.Pool) -> bool:
+    """Whether an append waits for a lock now."""
+    return await inserts_waiting(pool, "events") > 0

@@ -25,7 +25,7 @@ from commands.repository import ResourceRepository
 from commands.resource import TRANSCODINGS, Resource
 from events.resource import BookingCancelled, BookingCreated, ResourceRegistered
 from events.store import ConcurrencyError, DomainEvent, EventStore, RecordedEvent, new_mapper
-from holding import appending_waits, next_version_held
+from holding import appending_waits, inserts_waiting, next_version_held
 from processes import wait_until
 from projections import bookings
 from projections.runner import project
@@ -571,13 +571,9 @@ async def test_resources_booked_alike_take_their_snapshots_apart(
     assert at_once == [4] * 20
 
 
-async def snapshot_writers_waiting(pool: asyncpg.Pool) -> int:
-    waiting = """
-        SELECT count(*) FROM pg_stat_activity
-        WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO snapshots%'
-    """
-    count: int = await pool.fetchval(waiting)
-    return count
+async def until_snapshot_writers_wait(pool: asyncpg.Pool, writers: int) -> None:
+    while await inserts_waiting(pool, "snapshots") < writers:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
 
 
 async def test_processes_that_snapshot_the_same_streams_do_not_deadlock(
@@ -605,9 +601,9 @@ async def test_processes_that_snapshot_the_same_streams_do_not_deadlock(
             "SELECT 1 FROM snapshots WHERE stream_id = $1 FOR UPDATE", resources[0].id
         )
         first.save_snapshots(takes[0])
-        await asyncio.wait_for(until_waiting(pool, writers=1), 10)
+        await asyncio.wait_for(until_snapshot_writers_wait(pool, writers=1), 10)
         second.save_snapshots(reversed(takes[1]))
-        await asyncio.wait_for(until_waiting(pool, writers=2), 10)
+        await asyncio.wait_for(until_snapshot_writers_wait(pool, writers=2), 10)
 
     await asyncio.wait_for(
         asyncio.gather(first.snapshots_written(), second.snapshots_written()), 10
@@ -617,11 +613,6 @@ async def test_processes_that_snapshot_the_same_streams_do_not_deadlock(
     )
     assert [row["version"] for row in versions] == [3, 3]
     assert "not written" not in caplog.text
-
-
-async def until_waiting(pool: asyncpg.Pool, writers: int) -> None:
-    while await snapshot_writers_waiting(pool) < writers:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
 
 
 class CountingSnapshots(EventStore):
