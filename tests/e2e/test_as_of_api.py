@@ -8,7 +8,7 @@ own moment and the moments in between can be asked about.
 
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -24,6 +24,8 @@ from e2e.helpers import (
     minutes,
     new_resource,
 )
+from events.store import EventStore, RecordedEvent
+from projections import availability as availability_view
 
 SECOND = timedelta(seconds=1)
 GAP = minutes(2)
@@ -305,8 +307,27 @@ def done(clock: Any) -> datetime:
     return moment
 
 
+@pytest.fixture(params=[1, 2, availability_view.AS_OF_PAGE])
+def as_of_page(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, list[int | None]]:
+    """Folds `as_of` read this many events at a time; and the limits of every stream read."""
+    monkeypatch.setattr(availability_view, "AS_OF_PAGE", request.param)
+    limits: list[int | None] = []
+    read = EventStore.read_stream
+
+    async def recorded(
+        self: EventStore, stream_id: UUID, after_version: int = 0, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        limits.append(limit)
+        return await read(self, stream_id, after_version, limit)
+
+    monkeypatch.setattr(EventStore, "read_stream", recorded)
+    return request.param, limits
+
+
 async def test_availability_as_of_each_moment_shows_busy_closed_and_free_time_as_it_was(
-    client: Client, clock
+    client: Client, clock, as_of_page: tuple[int, list[int | None]]
 ) -> None:
     d = day(clock.now)
     window = (d + hours(9), d + hours(17))
@@ -377,6 +398,10 @@ async def test_availability_as_of_each_moment_shows_busy_closed_and_free_time_as
     assert ok(await client.get(f"{url}/availability", params=now)) == ok(
         await client.get(f"{url}/availability", params=params)
     )
+    # Each fold read the stream a page at a time (its 9 events over several pages, unless
+    # a page holds them all).
+    page, limits = as_of_page
+    assert set(limits) == {page}
 
 
 async def test_availability_as_of_without_duration_has_no_bookable_times(
