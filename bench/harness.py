@@ -32,8 +32,6 @@ def free_port() -> int:
 class Server:
     url: str
     pid: int
-    started_seconds: float
-    """From launch until the probe answered."""
 
 
 def service_command(workers: int) -> list[str]:
@@ -57,7 +55,6 @@ def server(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     environ = os.environ | {"DATABASE_URL": database_url, "BOOKINGS_SETTLE_SECONDS": "0"} | env
-    began = time.perf_counter()
     process = subprocess.Popen([*command, "--port", str(port)], env=environ)
     try:
         deadline = time.monotonic() + 60
@@ -69,7 +66,7 @@ def server(
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        yield Server(url, process.pid, time.perf_counter() - began)
+        yield Server(url, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -153,10 +153,6 @@ SELECT position, stream_id, version, topic, state::text FROM events
 WHERE position = ANY($1::bigint[]) ORDER BY position
 """
 HAS_POSITION = "SELECT EXISTS (SELECT 1 FROM events WHERE position = $1)"
-READ_ALL = """
-SELECT position, stream_id, version, topic, state::text FROM events
-WHERE position > $1 ORDER BY position LIMIT $2
-"""
 READ_FEED = """
 SELECT e.position, e.stream_id, e.version, e.topic, e.state::text
 FROM events e
@@ -410,13 +406,6 @@ class EventStore:
     async def read_positions(self, positions: Sequence[int]) -> list[RecordedEvent]:
         """The events at the given positions, by position."""
         return self._recorded(await self.pool.fetch(READ_POSITIONS, list(positions)))
-
-    async def read_all(
-        self, conn: asyncpg.Connection, after: int = 0, limit: int = 1000
-    ) -> list[RecordedEvent]:
-        """Committed events after a position, by position; for a reader that holds the writers
-        back (a rebuild), so no earlier position can still commit."""
-        return self._recorded(await conn.fetch(READ_ALL, after, limit))
 
     def _recorded(self, rows: Iterable[Any]) -> list[RecordedEvent]:
         decode = self._decode
