@@ -571,9 +571,8 @@ async def test_resources_booked_alike_take_their_snapshots_apart(
     assert at_once == [4] * 20
 
 
-async def until_snapshot_writers_wait(pool: asyncpg.Pool, writers: int) -> None:
-    while await inserts_waiting(pool, "snapshots") < writers:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
+async def snapshot_writers_wait(pool: asyncpg.Pool, writers: int) -> bool:
+    return await inserts_waiting(pool, "snapshots") >= writers
 
 
 async def test_processes_that_snapshot_the_same_streams_do_not_deadlock(
@@ -601,9 +600,9 @@ async def test_processes_that_snapshot_the_same_streams_do_not_deadlock(
             "SELECT 1 FROM snapshots WHERE stream_id = $1 FOR UPDATE", resources[0].id
         )
         first.save_snapshots(takes[0])
-        await asyncio.wait_for(until_snapshot_writers_wait(pool, writers=1), 10)
+        await wait_until(lambda: snapshot_writers_wait(pool, 1), 10, "the first writer waiting")
         second.save_snapshots(reversed(takes[1]))
-        await asyncio.wait_for(until_snapshot_writers_wait(pool, writers=2), 10)
+        await wait_until(lambda: snapshot_writers_wait(pool, 2), 10, "both writers waiting")
 
     await asyncio.wait_for(
         asyncio.gather(first.snapshots_written(), second.snapshots_written()), 10
