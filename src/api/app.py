@@ -78,8 +78,18 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
         app.state.pool = pool
         app.state.store = store
         app.state.commands = commands = CommandHandlers(repository, clock, locate_booking)
+
+        def others_listen(listen: bool) -> None:  # nobody else to tell: appends do not notify
+            store.notify = listen
+
         background = [
-            keep_listening(settings.database_url, store.mapper, repository, ours=store.writers)
+            keep_listening(
+                settings.database_url,
+                store.mapper,
+                repository,
+                ours=store.writers,
+                others=others_listen,
+            )
         ]
         if settings.settle_seconds:
             background.append(keep_settling(pool, commands, settings.settle_seconds))

@@ -51,6 +51,11 @@ class ConcurrencyError(IntegrityError):
 # How PostgreSQL names the key a unique violation found taken.
 _TAKEN = re.compile(r"\(stream_id, version\)=\(([0-9a-f-]{36}), \d+\)")
 
+CHANNEL = "bookings_appended"
+"""Where appends are told, as they commit (ADR 0010): `notices`."""
+NOTICE_BYTES = 8000
+"""PostgreSQL's limit: a notification's payload is shorter."""
+
 
 class RecordedEvent:
     """A domain event as stored: with its global position. One read from the store is decoded
@@ -152,6 +157,9 @@ READ_POSITIONS = """
 SELECT position, stream_id, version, topic, state::text FROM events
 WHERE position = ANY($1::bigint[]) ORDER BY position
 """
+# A part of the append's statement when others listen; the statement's answer refers to it (a
+# part that only reads is run only then).
+NOTIFY = f"SELECT count(pg_notify('{CHANNEL}', n)) FROM unnest($1::text[]) AS n"
 HAS_POSITION = "SELECT EXISTS (SELECT 1 FROM events WHERE position = $1)"
 READ_FEED = """
 SELECT e.position, e.stream_id, e.version, e.topic, e.state::text
@@ -167,27 +175,34 @@ LIMIT $2
 _PARAMETER = re.compile(r"\$(\d+)")
 
 
-def chain(events: Write, writes: Iterable[Write]) -> tuple[str, list[Any]]:
-    """One statement of `events` (as `ev`) and the writes, returning `ev`'s rows.
+def chain(
+    events: Write, writes: Iterable[Write], told: Sequence[str] = ()
+) -> tuple[str, list[Any]]:
+    """One statement of `events` (as `ev`) and the writes, returning `ev`'s rows; with `told`
+    (`notices`), it also sends those on `CHANNEL` as it commits.
 
     Each part sees the tables as they were before the statement: a part must not touch a row
     that another part writes.
     """
-    parts = (events, *writes)
-    sql = _statement(tuple((part.sql, len(part.args)) for part in parts))
+    parts = (events, *writes, *([Write(NOTIFY, (list(told),))] if told else []))
+    sql = _statement(tuple((part.sql, len(part.args)) for part in parts), bool(told))
     return sql, [arg for part in parts for arg in part.args]
 
 
 @cache
-def _statement(parts: tuple[tuple[str, int], ...]) -> str:
+def _statement(parts: tuple[tuple[str, int], ...], notify: bool) -> str:
     """The text of `chain`'s statement for parts of these texts and numbers of parameters
-    (a handful of kinds, so composed once each)."""
+    (a handful of kinds, so composed once each); with `notify`, the last part notifies."""
     texts, shift = [], 0
     for sql, count in parts:
         texts.append(_PARAMETER.sub(partial(_shifted, by=shift), sql))
         shift += count
-    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(texts[1:]))
-    return f"WITH ev AS ({texts[0]}){', ' if ctes else ''}{ctes} SELECT * FROM ev"
+    names = [f"w{n}" for n in range(len(texts) - 1)]
+    if notify:
+        names[-1] = "notified"
+    ctes = "".join(f", {name} AS ({sql})" for name, sql in zip(names, texts[1:], strict=True))
+    answer = "SELECT ev.* FROM ev, notified" if notify else "SELECT * FROM ev"
+    return f"WITH ev AS ({texts[0]}){ctes} {answer}"
 
 
 def _shifted(parameter: re.Match[str], by: int) -> str:
@@ -238,6 +253,9 @@ class EventStore:
         self.writers: deque[int] = deque(maxlen=32)
         """The server process ids of the connections it appended through lately: what they
         notify (`events.appended`) this process made itself."""
+        self.notify = True
+        """Whether appends tell the listeners (`notices`). Off only while this process knows
+        that no other process listens (`events.appended.keep_listening`)."""
 
     async def append(self, events: Sequence[DomainEvent]) -> list[RecordedEvent]:
         """Record events (of one or more streams), project them, return them: all of it or
@@ -320,8 +338,9 @@ class EventStore:
         """Record and project the events in one statement, atomic without a transaction block;
         the position of each (stream, version)."""
         writes = self.projector(events) if self.projector else []
-        stored = _rows(map(self.mapper.to_stored_event, events))
-        sql, args = chain(Write.of_rows(INSERT_EVENTS, stored), writes)
+        stored = list(map(self.mapper.to_stored_event, events))
+        told = notices(stored) if self.notify else ()
+        sql, args = chain(Write.of_rows(INSERT_EVENTS, _rows(stored)), writes, told)
         try:
             rows = await conn.fetch(sql, *args)
         except asyncpg.UniqueViolationError as error:
@@ -423,6 +442,27 @@ def _fail(appends: Iterable[_Append], error: BaseException) -> None:
     for a in appends:
         if not a.done.done():  # its caller may have been cancelled
             a.done.set_exception(error)
+
+
+def notices(stored: Iterable[StoredEvent]) -> list[str]:
+    """What listeners are told of these events (ADR 0010): a line per event, `stream_id version
+    topic state`, in notifications below `NOTICE_BYTES`. An event too large for one goes as
+    `stream_id version` only: a listener that holds the stream reads it from the table."""
+    told: list[str] = []
+    lines: list[bytes] = []
+    size = -1  # of the lines and the newlines between them
+    for s in stored:
+        line = f"{s.originator_id} {s.originator_version} {s.topic} ".encode() + s.state
+        if len(line) >= NOTICE_BYTES:
+            line = f"{s.originator_id} {s.originator_version}".encode()
+        if size + 1 + len(line) >= NOTICE_BYTES:
+            told.append(b"\n".join(lines).decode())
+            lines, size = [], -1
+        lines.append(line)
+        size += 1 + len(line)
+    if lines:
+        told.append(b"\n".join(lines).decode())
+    return told
 
 
 def _rows(stored: Iterable[StoredEvent]) -> list[dict[str, Any]]:

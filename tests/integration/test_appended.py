@@ -13,12 +13,15 @@ from uuid import UUID, uuid4
 import asyncpg
 import pytest
 
+from api.database import open_pool
+from api.settings import Settings
 from commands.handlers import UpdateResource
 from commands.repository import ResourceRepository
 from commands.resource import Resource
 from events.appended import CHANNEL, keep_listening
 from events.store import EventStore
 from processes import Process, hour, now, wait_until
+from servers import new_database
 
 
 def book_in(resource: Resource, start: int, details: str | None = None) -> None:
@@ -256,3 +259,70 @@ async def test_what_the_processes_own_connections_notify_is_not_decoded(
 
 async def backends(pool: asyncpg.Pool) -> set[int]:
     return {row["pid"] for row in await pool.fetch("SELECT pid FROM pg_stat_activity")}
+
+
+async def test_a_store_that_knows_nobody_else_listens_sends_nothing(
+    store: EventStore, pool: asyncpg.Pool, database_url: str
+) -> None:
+    alone = EventStore(pool, store.mapper, store.projector)
+    alone.notify = False
+    told = EventStore(pool, store.mapper, store.projector)
+    first, second = uuid4(), uuid4()
+    payloads: list[str] = []
+    spy = await asyncpg.connect(database_url)
+    await spy.add_listener(CHANNEL, lambda *args: payloads.append(args[3]))
+    try:
+        # when: one registration goes through the store that is alone, then one through the
+        # other (notifications arrive in the order of the commits)
+        await ResourceRepository(alone).save(Resource.register(first, name="Alone", now=now()))
+        await ResourceRepository(told).save(Resource.register(second, name="Told", now=now()))
+        await wait_until(lambda: bool(payloads), 10, "the second registration heard")
+    finally:
+        await spy.close()
+
+    # then: only the second was sent
+    assert [line.split(" ")[:2] for line in payloads] == [[str(second), "1"]]
+
+
+async def test_appends_notify_while_another_process_listens_and_not_when_none_does(
+    store: EventStore, database_url: str
+) -> None:
+    """Two processes of their own, on a database of its own (the session's app listens on the
+    shared one): each signs in as it listens, and tells its store whether the other has."""
+    url = await new_database(database_url, "listeners")
+    pool = await open_pool(url, Settings(database_url=url))
+    a_store, b_store = (EventStore(pool, store.mapper, store.projector) for _ in range(2))
+    a, b = Process(a_store, pool), Process(b_store, pool)
+
+    def listen(store: EventStore, process: Process) -> asyncio.Task[None]:
+        def others(listen: bool) -> None:
+            store.notify = listen
+
+        work = keep_listening(
+            url, store.mapper, process.repository, others=others, check_seconds=0.05
+        )
+        return asyncio.create_task(work)
+
+    tasks = [listen(a_store, a)]
+    try:
+        # A alone: its appends tell nobody
+        await wait_until(lambda: not a_store.notify, 10, "A knows it is alone")
+
+        # B signs in: A tells, and B follows what A appends to a resource B holds
+        tasks.append(listen(b_store, b))
+        resource_id = await cached_by(b, b_store)
+        await wait_until(lambda: a_store.notify, 10, "A knows of B")
+        await a.book(resource_id, 2)
+        await followed(b, a, resource_id)
+
+        # B stops listening: A is alone again; B cannot tell any more, and tells
+        tasks[1].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[1]
+        assert b_store.notify
+        await wait_until(lambda: not a_store.notify, 10, "A knows it is alone again")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.close()
