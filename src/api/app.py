@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
         app.state.store = store
         app.state.commands = commands = CommandHandlers(repository, clock, locate_booking)
 
-        def others_listen(listen: bool) -> None:  # nobody else to tell: appends do not notify
+        def others_listen(listen: bool) -> None:  # with nobody else to tell, appends do not notify
             store.notify = listen
 
         background = [

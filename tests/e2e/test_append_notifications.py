@@ -81,11 +81,11 @@ async def test_a_lone_server_notifies_nobody_until_another_process_listens(
             await conn.add_listener(CHANNEL, lambda *args: spy.payloads.put_nowait(args[3]))
 
             # alone (once its first check is done, right after it signs in): not heard
-            assert await _within(10, spy, heard=False), "a booking went unheard"
+            assert await _within(10, spy, heard=False), "every booking was heard: still notifying"
 
             # another process signs in: within the server's next check, its appends notify
             await conn.execute(SIGN_IN, *SIGNED_IN)
-            assert await _within(10, spy, heard=True), "a booking was heard"
+            assert await _within(10, spy, heard=True), "no booking heard after the sign-in"
     finally:
         await conn.close()
 
