@@ -16,6 +16,7 @@ import pytest
 
 from events.appended import SIGN_IN, SIGNED_IN
 from events.store import CHANNEL
+from processes import wait_until
 from servers import free_port, new_database, wait_until_up
 
 FENCE = "fence"
@@ -80,21 +81,14 @@ async def test_a_lone_server_notifies_nobody_until_another_process_listens(
             spy = Spy(conn, http, registered.json()["resource_id"])
             await conn.add_listener(CHANNEL, lambda *args: spy.payloads.put_nowait(args[3]))
 
+            async def unheard() -> bool:
+                return not await spy.heard_booking()
+
             # alone (once its first check is done, right after it signs in): not heard
-            assert await _within(10, spy, heard=False), "every booking was heard: still notifying"
+            await wait_until(unheard, 10, "a booking unheard: the lone server stopped notifying")
 
             # another process signs in: within the server's next check, its appends notify
             await conn.execute(SIGN_IN, *SIGNED_IN)
-            assert await _within(10, spy, heard=True), "no booking heard after the sign-in"
+            await wait_until(spy.heard_booking, 10, "a booking heard after the sign-in")
     finally:
         await conn.close()
-
-
-async def _within(seconds: float, spy: Spy, *, heard: bool) -> bool:
-    """Whether, booking again and again for up to `seconds`, a booking is (or is not) heard."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while asyncio.get_running_loop().time() < deadline:
-        if await spy.heard_booking() == heard:
-            return True
-        await asyncio.sleep(0.1)
-    return False
