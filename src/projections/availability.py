@@ -79,7 +79,7 @@ TABLES = ("closures",)
 # What `writes` leaves, from the whole log at once: the closures added and not removed.
 REBUILD = (
     f"""
-    WITH c AS (  -- one scan of the log serves both sides
+    WITH c AS (  -- read once (by the index of the resources' own events) for both sides
         SELECT stream_id, topic, state FROM events
         WHERE topic IN ({topic(ClosureAdded)}, {topic(ClosureRemoved)})
     )

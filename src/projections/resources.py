@@ -98,7 +98,7 @@ _SETTINGS = ", ".join(f"'{name}'" for name in SETTINGS)
 # in log order (`jsonb_object_agg` keeps the last value of a key), and the retirement.
 REBUILD = (
     f"""
-    WITH e AS (  -- one scan of the log serves the parts below
+    WITH e AS (  -- read once (by the index of the resources' own events) for the parts below
         SELECT position, stream_id, topic, state FROM events
         WHERE topic IN ({topic(ResourceRegistered)}, {topic(ResourceUpdated)},
                         {topic(ResourceRetired)})

@@ -39,16 +39,21 @@ REBUILD = tuple(statement for p in PROJECTORS for statement in p.REBUILD)
 SCHEMA = "bookings_rebuild"
 PARTS = 2
 """How many connections share a statement that can be split (the bookings': most of the work)."""
-# The indexes of the read models, to build on their new tables: constraints (primary keys) as
-# constraints, the rest as they were created.
+# The indexes of the read models, to build on their new tables, largest first (the helpers then
+# finish at about the same time): the indexes of primary keys and unique constraints as plain
+# unique indexes, made constraints once built; other constraints as constraints.
 INDEXES = """
 SELECT c.relname AS table_name, pg_get_indexdef(i.indexrelid) AS definition,
-       k.conname AS constraint_name, pg_get_constraintdef(k.oid) AS constraint
+       k.conname AS constraint_name, k.contype::text AS constraint_type,
+       pg_get_constraintdef(k.oid) AS constraint
 FROM pg_index i
 JOIN pg_class c ON c.oid = i.indrelid
 LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = c.oid
 WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY($1::text[])
+ORDER BY c.reltuples DESC, i.indpred IS NOT NULL, i.indnatts DESC
 """
+USING_INDEX = {"p": "PRIMARY KEY", "u": "UNIQUE"}
+"""The constraints that a unique index built before becomes (its name is theirs)."""
 
 
 async def rebuild(
@@ -72,30 +77,34 @@ async def rebuild(
             async with conn.transaction():
                 await conn.execute(LOCK)
                 schema = await conn.fetchval("SELECT current_schema()")
-                indexes = await conn.fetch(INDEXES, tables)
-                count = await conn.fetchval("SELECT count(*) FROM events")
-                await _build(helpers, schema, tables, indexes, progress)
+                indexes, constraints = _index_statements(await conn.fetch(INDEXES, tables), schema)
+                async with asyncio.TaskGroup() as group:  # counting while the helpers build
+                    counted = group.create_task(conn.fetchval("SELECT count(*) FROM events"))
+                    await _build(helpers, schema, tables, indexes, progress)
+                for statement in constraints:  # quick: their indexes are there
+                    await conn.execute(statement)
                 await _swap(conn, tables, schema)
         except BaseException:
             with contextlib.suppress(Exception):  # else the next rebuild drops them
                 await helpers[0].execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
             raise
-    return RebuildSummary(count, time.perf_counter() - started)
+    return RebuildSummary(counted.result(), time.perf_counter() - started)
 
 
 async def _build(
     helpers: list[asyncpg.Connection],
     schema: str,
     tables: list[str],
-    indexes: list[asyncpg.Record],
+    indexes: list[str],
     progress: Callable[[int], None] | None,
 ) -> None:
     """Fill new tables in `SCHEMA` (committed, so that every helper sees them) and index them.
 
     Every statement waits in one queue, which the helpers take from as they come free: the
     parts of the split statements first (the bookings', most of the work), then the other
-    fills, then the indexes. An index that a helper takes while its table is still being filled
-    waits for the fill to commit (its lock), so no helper idles between phases.
+    fills, then the indexes, largest first. An index that a helper takes while its table is
+    still being filled waits for the fill to commit (its lock), so no helper idles between
+    phases.
     """
     first = helpers[0]
     await first.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")  # left by a crash
@@ -119,7 +128,7 @@ async def _build(
         if progress and not parts_left[source]:
             progress(sum(not left for left in parts_left.values()))
 
-    indexing = [(statement, None) for statement in _index_statements(indexes, schema)]
+    indexing = [(statement, None) for statement in indexes]
     await _share(helpers, schema, [*fills, *indexing], done)
 
 
@@ -166,18 +175,24 @@ async def _connections(database_url: str, count: int) -> AsyncIterator[list[asyn
             await conn.close()
 
 
-def _index_statements(indexes: list[asyncpg.Record], schema: str) -> list[str]:
-    """The indexes of the old tables for the new ones in `SCHEMA`, under the same names."""
-    statements = []
+def _index_statements(indexes: list[asyncpg.Record], schema: str) -> tuple[list[str], list[str]]:
+    """The indexes of the old tables for the new ones in `SCHEMA`, under the same names: the
+    statements that build them, and those that then make constraints of some. A primary key
+    added by `ADD CONSTRAINT` would lock its table against the other indexes' builds."""
+    builds, constraints = [], []
     for index in indexes:
         new_table = f"{SCHEMA}.{index['table_name']}"
-        if index["constraint_name"]:
-            constraint = f"{index['constraint_name']} {index['constraint']}"
-            statements.append(f"ALTER TABLE {new_table} ADD CONSTRAINT {constraint}")
-        else:
-            old_table = f" ON {schema}.{index['table_name']} "
-            statements.append(index["definition"].replace(old_table, f" ON {new_table} ", 1))
-    return statements
+        name, kind = index["constraint_name"], USING_INDEX.get(index["constraint_type"])
+        if name and not kind:
+            builds.append(f"ALTER TABLE {new_table} ADD CONSTRAINT {name} {index['constraint']}")
+            continue
+        old_table = f" ON {schema}.{index['table_name']} "
+        builds.append(index["definition"].replace(old_table, f" ON {new_table} ", 1))
+        if kind:
+            constraints.append(
+                f"ALTER TABLE {new_table} ADD CONSTRAINT {name} {kind} USING INDEX {name}"
+            )
+    return builds, constraints
 
 
 async def _swap(conn: asyncpg.Connection, tables: list[str], schema: str) -> None:

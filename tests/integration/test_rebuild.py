@@ -16,6 +16,7 @@ from litestar.testing import AsyncTestClient
 from commands.handlers import CommandHandlers, CreateBooking
 from commands.repository import ResourceRepository
 from events.store import EventStore, RecordedEvent, Write, chain
+from projections import availability, resources
 from projections.runner import SCHEMA, TABLES, project, rebuild
 
 PRIMARY_KEY = """
@@ -25,6 +26,16 @@ CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 WHERE i.indrelid = $1::regclass AND i.indisprimary
 ORDER BY k.n
+"""
+# Each index of the read models with the constraint it backs, if any.
+SCHEMA_OF_TABLES = """
+SELECT c.relname, pg_get_indexdef(i.indexrelid), k.conname, k.contype::text,
+       pg_get_constraintdef(k.oid)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = c.oid
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY($1::text[])
+ORDER BY 1, 2
 """
 Dump = dict[str, list[tuple[Any, ...]]]
 
@@ -137,6 +148,34 @@ async def test_rebuild_reproduces_every_read_model(
     assert summary.events == await pool.fetchval("SELECT count(*) FROM events")
     assert summary.events >= 12  # this test's own: 3 registered, 4 created, 3 modified, 2 cancelled
     assert summary.seconds > 0
+
+
+async def test_rebuild_keeps_every_index_and_constraint(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    pool: asyncpg.Pool,
+    database_url: str,
+) -> None:
+    await some_history(client)
+    before = [tuple(row) for row in await pool.fetch(SCHEMA_OF_TABLES, list(TABLES))]
+    assert len(before) >= 2 * len(TABLES)
+    assert sum(row[3] == "p" for row in before) == len(TABLES)  # a primary key each
+
+    await rebuild(database_url)
+
+    assert [tuple(row) for row in await pool.fetch(SCHEMA_OF_TABLES, list(TABLES))] == before
+
+
+@pytest.mark.parametrize("statement", [*resources.REBUILD, *availability.REBUILD])
+async def test_rebuilding_resources_and_closures_reads_only_their_events(
+    pool: asyncpg.Pool, statement: str
+) -> None:
+    """Their statements find a resource's own events by the index of those, not by reading
+    every booking's event: each topic they read must be one the index holds."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {statement}"))
+    assert "events_of_resources" in plan, plan
+    assert "Seq Scan on events" not in plan, plan
 
 
 async def test_cli_rebuild_prints_a_summary(
