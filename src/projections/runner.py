@@ -155,11 +155,13 @@ async def _share(
 
 async def _run(conn: asyncpg.Connection, schema: str, statement: str) -> None:
     """Run a statement in a transaction that writes to the new tables and reads the events
-    where they are."""
+    where they are. Its commit does not wait for the flush of what it wrote: nothing of it counts
+    before the swap, and the swap's commit, later in the log, flushes it too."""
     async with conn.transaction():
         await conn.execute(f"SET LOCAL search_path = {SCHEMA}, {schema}")
         await conn.execute("SET LOCAL work_mem = '256MB'")
         await conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        await conn.execute("SET LOCAL synchronous_commit = off")
         await conn.execute(statement)
 
 
