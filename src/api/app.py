@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await store.snapshots_written()
+            await store.notices_sent()
             await pool.close()
 
     return Litestar(

@@ -7,8 +7,10 @@ is not behind: it hears what the other processes append (`events.appended`, ADR 
 """
 
 import asyncio
+import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import cast
 from uuid import UUID
 from weakref import WeakValueDictionary
@@ -16,6 +18,8 @@ from weakref import WeakValueDictionary
 from commands.errors import ResourceNotFoundError
 from commands.resource import Resource
 from events.store import DomainEvent, EventStore, RecordedEvent
+
+log = logging.getLogger(__name__)
 
 SHARED_FOR = 16
 """How many catch-ups in a row must find nothing new before a resource that other processes
@@ -30,7 +34,9 @@ class ResourceRepository:
     connection pooler that does not pass them on), a cached resource is mostly behind the store:
     deciding on it would lose the append (and with it the round trip, and the group of appends it
     went out with). So while catch-ups keep finding events written elsewhere, the resource is
-    `shared`, and decisions catch it up first: one small read.
+    `shared`, and decisions catch it up first: one small read. Not while this process hears the
+    others (`hearing`): then a catch-up that finds events follows a race that a decision lost to
+    an append whose notification was still on its way, and the next decision is mostly current.
 
     A stream is snapshotted every `snapshot_every` events, or, when that is more, every half as
     many events as the resource has open bookings. A snapshot costs in proportion to them
@@ -57,14 +63,19 @@ class ResourceRepository:
         self._cache: OrderedDict[UUID, Resource] = OrderedDict()
         self._shared: dict[UUID, int] = {}  # catch-ups that must still find nothing new
         self._snapshotted: dict[UUID, int] = {}  # the version of the latest snapshot known
+        self._later: dict[UUID, list[DomainEvent]] = {}  # heard while a decision held it
+        self.hearing = False
+        """Whether what other processes append is heard: something was since this process last
+        (re)started to listen (`missed(None)`)."""
         # A lock lives as long as someone holds or awaits it.
-        self._locks: WeakValueDictionary[UUID, asyncio.Lock] = WeakValueDictionary()
+        self._locks: WeakValueDictionary[UUID, _Lock] = WeakValueDictionary()
 
     def lock(self, resource_id: UUID) -> asyncio.Lock:
-        """The lock that serialises this process's decisions on one resource."""
+        """The lock that serialises this process's decisions on one resource. What is heard of
+        the resource while it is held is applied when it is let go."""
         lock = self._locks.get(resource_id)
         if lock is None:
-            lock = self._locks[resource_id] = asyncio.Lock()
+            lock = self._locks[resource_id] = _Lock(partial(self._heard_later, resource_id))
         return lock
 
     def cached(self, resource_id: UUID) -> Resource | None:
@@ -92,7 +103,7 @@ class ResourceRepository:
         missed = await self.store.read_stream(resource.id, after_version=resource.version)
         for recorded in missed:
             resource = cast(Resource, recorded.event.mutate(resource))
-        left = SHARED_FOR if missed else self._shared.get(resource.id, 0) - 1
+        left = SHARED_FOR if missed and not self.hearing else self._shared.get(resource.id, 0) - 1
         if left > 0:
             self._shared[resource.id] = left
         else:
@@ -134,25 +145,38 @@ class ResourceRepository:
 
     def wants(self, stream_id: UUID, version: int) -> bool:
         """Whether the event would bring a cached resource forward: it is newer than the
-        cached version, and no decision on the resource is under way (that decision's append,
-        or the catch-up after it, takes care of it)."""
+        cached version."""
         resource = self._cache.get(stream_id)
-        if resource is None or version <= resource.version:
-            return False
-        lock = self._locks.get(stream_id)
-        return lock is None or not lock.locked()
+        return resource is not None and version > resource.version
 
     def heard(self, event: DomainEvent) -> None:
         """Apply an event that any process recorded to the cached resource, if `wants` it. One
         that does not follow the cached version (the ones between went unheard) drops the
-        resource instead."""
+        resource instead. While a decision on the resource is under way, the event waits for
+        it to end: the decision works on the cached resource (if the event took its version,
+        its append fails and it catches up)."""
         resource_id, version = event.originator_id, event.originator_version
         if not self.wants(resource_id, version):
+            return
+        self.hearing = True
+        lock = self._locks.get(resource_id)
+        if lock is not None and lock.locked():
+            self._later.setdefault(resource_id, []).append(event)
             return
         resource = self._cache[resource_id]
         if version == resource.version + 1:
             event.mutate(resource)
         else:
+            self.forget(resource_id)
+
+    def _heard_later(self, resource_id: UUID) -> None:
+        """Apply what was heard of the resource while a decision held it (those the decision
+        brought it past are skipped). It runs as the lock is let go: nothing may escape it."""
+        try:
+            for event in self._later.pop(resource_id, ()):
+                self.heard(event)
+        except Exception:
+            log.exception("what was heard of resource %s could not be applied", resource_id)
             self.forget(resource_id)
 
     def missed(self, stream_id: UUID | None) -> None:
@@ -162,12 +186,15 @@ class ResourceRepository:
         else:
             self._cache.clear()
             self._shared.clear()
+            self._later.clear()
+            self.hearing = False
 
     def forget(self, resource_id: UUID) -> None:
         """Drop a cached resource, so the next `get` reads it from the store. (The version of
         its latest snapshot stays known: the store's only grows.)"""
         self._cache.pop(resource_id, None)
         self._shared.pop(resource_id, None)
+        self._later.pop(resource_id, None)
 
     def _remember(self, resource: Resource) -> None:
         self._cache[resource.id] = resource
@@ -176,3 +203,17 @@ class ResourceRepository:
             gone, _ = self._cache.popitem(last=False)
             self._shared.pop(gone, None)
             self._snapshotted.pop(gone, None)
+            self._later.pop(gone, None)
+
+
+class _Lock(asyncio.Lock):
+    """A resource's lock, which calls `released` each time it is let go (before anyone waiting
+    for it takes it)."""
+
+    def __init__(self, released: Callable[[], None]) -> None:
+        super().__init__()
+        self._released = released
+
+    def release(self) -> None:
+        super().release()
+        self._released()

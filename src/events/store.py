@@ -157,9 +157,13 @@ READ_POSITIONS = """
 SELECT position, stream_id, version, topic, state::text FROM events
 WHERE position = ANY($1::bigint[]) ORDER BY position
 """
-# A part of the append's statement when others listen; the statement's answer refers to it (a
-# part that only reads is run only then).
-NOTIFY = f"SELECT count(pg_notify('{CHANNEL}', n)) FROM unnest($1::text[]) AS n"
+# Sent after the appends it tells of have committed, in a transaction of its own that does not
+# wait for its WAL to be flushed: PostgreSQL serializes the commits of notifying transactions
+# (ADR 0010), and appends must not wait for one another's.
+NOTIFY = f"""
+SELECT set_config('synchronous_commit', 'off', true), count(pg_notify('{CHANNEL}', n))
+FROM unnest($1::text[]) AS n
+"""
 HAS_POSITION = "SELECT EXISTS (SELECT 1 FROM events WHERE position = $1)"
 READ_FEED = """
 SELECT e.position, e.stream_id, e.version, e.topic, e.state::text
@@ -175,34 +179,27 @@ LIMIT $2
 _PARAMETER = re.compile(r"\$(\d+)")
 
 
-def chain(
-    events: Write, writes: Iterable[Write], told: Sequence[str] = ()
-) -> tuple[str, list[Any]]:
-    """One statement of `events` (as `ev`) and the writes, returning `ev`'s rows; with `told`
-    (`notices`), it also sends those on `CHANNEL` as it commits.
+def chain(events: Write, writes: Iterable[Write]) -> tuple[str, list[Any]]:
+    """One statement of `events` (as `ev`) and the writes, returning `ev`'s rows.
 
     Each part sees the tables as they were before the statement: a part must not touch a row
     that another part writes.
     """
-    parts = (events, *writes, *([Write(NOTIFY, (list(told),))] if told else []))
-    sql = _statement(tuple((part.sql, len(part.args)) for part in parts), bool(told))
+    parts = (events, *writes)
+    sql = _statement(tuple((part.sql, len(part.args)) for part in parts))
     return sql, [arg for part in parts for arg in part.args]
 
 
 @cache
-def _statement(parts: tuple[tuple[str, int], ...], notify: bool) -> str:
+def _statement(parts: tuple[tuple[str, int], ...]) -> str:
     """The text of `chain`'s statement for parts of these texts and numbers of parameters
-    (a handful of kinds, so composed once each); with `notify`, the last part notifies."""
+    (a handful of kinds, so composed once each)."""
     texts, shift = [], 0
     for sql, count in parts:
         texts.append(_PARAMETER.sub(partial(_shifted, by=shift), sql))
         shift += count
-    names = [f"w{n}" for n in range(len(texts) - 1)]
-    if notify:
-        names[-1] = "notified"
-    ctes = "".join(f", {name} AS ({sql})" for name, sql in zip(names, texts[1:], strict=True))
-    answer = "SELECT ev.* FROM ev, notified" if notify else "SELECT * FROM ev"
-    return f"WITH ev AS ({texts[0]}){ctes} {answer}"
+    ctes = "".join(f", w{n} AS ({sql})" for n, sql in enumerate(texts[1:]))
+    return f"WITH ev AS ({texts[0]}){ctes} SELECT * FROM ev"
 
 
 def _shifted(parameter: re.Match[str], by: int) -> str:
@@ -230,6 +227,9 @@ class EventStore:
     them (`save_snapshots`). A snapshot holds every open booking of its resource (3,000: about
     570 kB): riding with appends, it held up every append of its statement while PostgreSQL
     parsed and stored it (statements of several snapshots took it up to 0.3 s).
+
+    Notifications of appends (`notices`) go out after the appends have committed, one
+    statement at a time, and nothing waits for them either (`_tell`).
     """
 
     def __init__(
@@ -250,9 +250,11 @@ class EventStore:
         self._sending: set[asyncio.Task[None]] = set()
         self._snapshots: dict[UUID, dict[str, Any]] = {}  # the latest of each stream, as a row
         self._snapshotting: asyncio.Task[None] | None = None
+        self._notices: list[str] = []
+        self._telling: asyncio.Task[None] | None = None
         self.writers: deque[int] = deque(maxlen=32)
-        """The server process ids of the connections it appended through lately: what they
-        notify (`events.appended`) this process made itself."""
+        """The server process ids of the connections it notified through lately: what they
+        notify (`events.appended`) this process appended itself."""
         self.notify = True
         """Whether appends tell the listeners (`notices`). Off only while this process knows
         that no other process listens (`events.appended.keep_listening`)."""
@@ -284,8 +286,6 @@ class EventStore:
             while self._waiting:
                 try:
                     async with self.pool.acquire() as conn:
-                        if (pid := conn.get_server_pid()) not in self.writers:
-                            self.writers.append(pid)
                         while self._waiting and not conn.is_closed():
                             count = min(self.batch, len(self._waiting))
                             await self._send(conn, [self._waiting.popleft() for _ in range(count)])
@@ -339,8 +339,7 @@ class EventStore:
         the position of each (stream, version)."""
         writes = self.projector(events) if self.projector else []
         stored = list(map(self.mapper.to_stored_event, events))
-        told = notices(stored) if self.notify else ()
-        sql, args = chain(Write.of_rows(INSERT_EVENTS, _rows(stored)), writes, told)
+        sql, args = chain(Write.of_rows(INSERT_EVENTS, _rows(stored)), writes)
         try:
             rows = await conn.fetch(sql, *args)
         except asyncpg.UniqueViolationError as error:
@@ -351,7 +350,41 @@ class EventStore:
         except asyncpg.DeadlockDetectedError as error:
             # Two appends to the same streams crossing (a move from A to B and one from B to A).
             raise ConcurrencyError(str(error)) from error
+        if self.notify:
+            self._tell(notices(stored))
         return {(row["stream_id"], row["version"]): row["position"] for row in rows}
+
+    def _tell(self, told: list[str]) -> None:
+        """Notify the listeners of appends that have committed, in the background: in the
+        order told, by one task, in statements of whatever has gathered meanwhile. A
+        notification that is not sent (the process stops first, or the statement fails) costs a
+        listener a lost append or a read (`events.appended`)."""
+        self._notices += told
+        if self._telling is None:
+            self._telling = asyncio.create_task(self._send_notices())
+
+    async def notices_sent(self) -> None:
+        """Wait until the notifications of the appends made so far are sent (or have failed)."""
+        while (telling := self._telling) is not None:
+            await telling
+
+    async def _send_notices(self) -> None:
+        """Send what waits, on a connection held until nothing does. (The task is forgotten in
+        the same step in which it finds nothing waiting.)"""
+        try:
+            while self._notices:
+                try:
+                    async with self.pool.acquire() as conn:
+                        if (pid := conn.get_server_pid()) not in self.writers:
+                            self.writers.append(pid)
+                        while self._notices:
+                            told, self._notices = self._notices, []
+                            await conn.execute(NOTIFY, told)
+                except Exception as error:  # what waits is not sent either
+                    log.warning("notifications of appends not sent: %s", error)
+                    self._notices = []
+        finally:
+            self._telling = None
 
     def save_snapshots(self, snapshots: Iterable[Snapshot]) -> None:
         """Write snapshots in the background. Each is encoded now (the aggregate goes on

@@ -8,6 +8,7 @@ the listening one runs `keep_listening` on a connection of its own, as a server 
 import asyncio
 from collections.abc import AsyncIterator, Container
 from contextlib import asynccontextmanager
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -172,25 +173,75 @@ async def test_an_event_too_large_to_send_drops_the_resource_from_the_cache(
     assert cached.details == "x" * 9000
 
 
-async def test_a_resource_under_a_decision_is_left_to_that_decision(
+async def test_what_is_heard_during_a_decision_waits_for_it_to_end(
     store: EventStore, processes: tuple[Process, Reader]
 ) -> None:
     writer, reader = processes
     resource_id = await cached_by(reader, store)
     version = reader.version(resource_id)
-    heard_after: list[int] = []
+    assert version is not None
+    heard_during: list[int | None] = []
 
     async with reader.repository.lock(resource_id):
         await writer.book(resource_id, 2)
-        await writer.book(resource_id, 4)  # heard while the reader still holds the lock...
+        await writer.book(resource_id, 4)  # heard while the reader holds the lock...
         await asyncio.sleep(0.3)
-        heard_after.append(reader.version(resource_id) or 0)
+        heard_during.append(reader.version(resource_id))
 
-    # ...and left alone: the version is as it was, and the next decision catches up itself
-    assert heard_after == [version]
+    # ...and left alone until it is let go: then applied, so the next decision loses nothing
+    assert heard_during == [version]
+    assert reader.version(resource_id) == version + 2
+    reader.repository.catch_ups = 0
     await reader.book(resource_id, 6)
-    assert reader.repository.lost == 1
+    assert (reader.repository.lost, reader.repository.catch_ups) == (0, 0)
     assert reader.repository.cached(resource_id) == await in_store(store, resource_id)
+
+
+async def test_what_a_decision_brought_the_resource_past_is_skipped_when_it_ends(
+    store: EventStore, processes: tuple[Process, Reader]
+) -> None:
+    writer, reader = processes
+    resource_id = await cached_by(reader, store)
+    version = reader.version(resource_id)
+    assert version is not None
+
+    # when: the writer's booking is heard while a decision of the reader's holds the resource,
+    # and that decision reads it from the store (as one does after a lost append)
+    async with reader.repository.lock(resource_id):
+        await writer.book(resource_id, 2)
+        await asyncio.sleep(0.3)
+        cached = reader.repository.cached(resource_id)
+        assert cached is not None
+        await reader.repository.catch_up(cached)
+        assert reader.version(resource_id) == version + 1
+
+    # then: what was heard meanwhile is not applied again, and the resource stays cached
+    assert reader.version(resource_id) == version + 1
+    assert reader.repository.cached(resource_id) == await in_store(store, resource_id)
+
+
+async def test_a_race_lost_while_hearing_the_others_does_not_make_decisions_read_first(
+    store: EventStore, pool: asyncpg.Pool, processes: tuple[Process, Reader]
+) -> None:
+    writer, reader = processes
+    resource_id = await cached_by(reader, store)
+    await writer.book(resource_id, 2)
+    await followed(reader, writer, resource_id)  # the reader hears the others
+    assert reader.repository.hearing
+
+    # when: an append it does not hear (as if its notification were still on its way) makes
+    # the reader's next decision lose, catch up and decide again
+    unheard = EventStore(pool, store.mapper, store.projector)
+    unheard.notify = False
+    await Process(unheard, pool).book(resource_id, 4)
+    reader.repository.catch_ups = 0
+    await reader.book(resource_id, 6)
+    assert (reader.repository.lost, reader.repository.catch_ups) == (1, 1)
+
+    # then: that was a race, not notifications that fail: the next decision reads nothing first
+    assert not reader.repository.shared(resource_id)
+    await reader.book(resource_id, 8)
+    assert (reader.repository.lost, reader.repository.catch_ups) == (1, 1)
 
 
 async def test_an_event_that_skips_a_version_drops_the_resource(
@@ -273,8 +324,9 @@ async def test_a_store_that_knows_nobody_else_listens_sends_nothing(
     await spy.add_listener(CHANNEL, lambda *args: payloads.append(args[3]))
     try:
         # when: one registration goes through the store that is alone, then one through the
-        # other (notifications arrive in the order of the commits)
+        # other (notifications arrive in the order of the commits that send them)
         await ResourceRepository(alone).save(Resource.register(first, name="Alone", now=now()))
+        await alone.notices_sent()
         await ResourceRepository(told).save(Resource.register(second, name="Told", now=now()))
         await wait_until(lambda: bool(payloads), 10, "the second registration heard")
     finally:
@@ -326,3 +378,28 @@ async def test_appends_notify_while_another_process_listens_and_not_when_none_do
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await pool.close()
+
+
+async def test_an_append_does_not_wait_for_its_notifications_nor_fail_with_them(
+    store: EventStore, pool: asyncpg.Pool, processes: tuple[Process, Reader], monkeypatch: Any
+) -> None:
+    """Notifications go out after the append has committed, in a transaction of their own:
+    appends do not wait for PostgreSQL's lock on notifying commits, and one that cannot be sent
+    costs the append nothing."""
+    writer, reader = processes
+    resource_id = await cached_by(reader, store)
+    too_long = f"SELECT pg_notify('{CHANNEL}', repeat('x', 9000)) FROM unnest($1::text[])"
+    monkeypatch.setattr("events.store.NOTIFY", too_long)
+
+    # when: the notification of a booking fails (PostgreSQL takes no payload that long)
+    await writer.book(resource_id, 2)
+    await store.notices_sent()
+
+    # then: the booking is recorded all the same, and the reader did not hear of it
+    assert writer.version(resource_id) == reader.version(resource_id) + 1
+    assert (await in_store(store, resource_id)).version == writer.version(resource_id)
+
+    # and the next append's notification goes out as usual
+    monkeypatch.undo()
+    await writer.book(resource_id, 4)
+    await wait_until(lambda: reader.version(resource_id) is None, 10, "dropped: one unheard")
