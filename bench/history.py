@@ -76,6 +76,8 @@ async def _repository(database_url: str, parallel: int) -> AsyncIterator[Resourc
     try:
         store = EventStore(pool, new_mapper(*TRANSCODINGS), projector=project)
         yield ResourceRepository(store)
+        await store.snapshots_written()
+        await store.notices_sent()
     finally:
         await pool.close()
 
