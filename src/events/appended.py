@@ -1,4 +1,4 @@
-"""Hearing what every process appends, as it commits: the `bookings_appended` notifications
+"""Hearing what every process appends, once it has committed: the `bookings_appended` notifications
 (`events.store.notices`, ADR 0010). A process that caches aggregates applies what others wrote,
 instead of finding out on its next decision on them (an append that fails, then a read).
 

@@ -52,7 +52,7 @@ class ConcurrencyError(IntegrityError):
 _TAKEN = re.compile(r"\(stream_id, version\)=\(([0-9a-f-]{36}), \d+\)")
 
 CHANNEL = "bookings_appended"
-"""Where appends are told, as they commit (ADR 0010): `notices`."""
+"""Where appends are told, once they have committed (ADR 0010): `notices`."""
 NOTICE_BYTES = 8000
 """PostgreSQL's limit: a notification's payload is shorter."""
 
