@@ -157,13 +157,10 @@ READ_POSITIONS = """
 SELECT position, stream_id, version, topic, state::text FROM events
 WHERE position = ANY($1::bigint[]) ORDER BY position
 """
-# Sent after the appends it tells of have committed, in a transaction of its own that does not
-# wait for its WAL to be flushed: PostgreSQL serializes the commits of notifying transactions
-# (ADR 0010), and appends must not wait for one another's.
-NOTIFY = f"""
-SELECT set_config('synchronous_commit', 'off', true), count(pg_notify('{CHANNEL}', n))
-FROM unnest($1::text[]) AS n
-"""
+# Sent after the appends it tells of have committed, in a transaction of its own: PostgreSQL
+# serializes the commits of notifying transactions (ADR 0010), and appends must not wait for one
+# another's. One that only notifies writes no WAL but its commit record, and waits for no flush.
+NOTIFY = f"SELECT count(pg_notify('{CHANNEL}', n)) FROM unnest($1::text[]) AS n"
 HAS_POSITION = "SELECT EXISTS (SELECT 1 FROM events WHERE position = $1)"
 READ_FEED = """
 SELECT e.position, e.stream_id, e.version, e.topic, e.state::text
