@@ -226,7 +226,8 @@ class EventStore:
     parsed and stored it (statements of several snapshots took it up to 0.3 s).
 
     Notifications of appends (`notices`) go out after the appends have committed, one
-    statement at a time, and nothing waits for them either (`_tell`).
+    statement at a time, and nothing waits for them either (`_tell`). At most `notices_waiting`
+    wait to be sent; past that, the oldest are dropped.
     """
 
     def __init__(
@@ -237,6 +238,7 @@ class EventStore:
         *,
         statements: int = 2,
         batch: int = 100,
+        notices_waiting: int = 1000,
     ) -> None:
         self.pool = pool
         self.mapper = mapper
@@ -247,7 +249,9 @@ class EventStore:
         self._sending: set[asyncio.Task[None]] = set()
         self._snapshots: dict[UUID, dict[str, Any]] = {}  # the latest of each stream, as a row
         self._snapshotting: asyncio.Task[None] | None = None
+        self.notices_waiting = notices_waiting
         self._notices: list[str] = []
+        self._dropped = 0  # notifications dropped since the last that went out
         self._telling: asyncio.Task[None] | None = None
         self.writers: deque[int] = deque(maxlen=32)
         """The server process ids of the connections it notified through lately: what they
@@ -354,9 +358,13 @@ class EventStore:
     def _tell(self, told: list[str]) -> None:
         """Notify the listeners of appends that have committed, in the background: in the
         order told, by one task, in statements of whatever has gathered meanwhile. A
-        notification that is not sent (the process stops first, or the statement fails) costs a
-        listener a lost append or a read (`events.appended`)."""
+        notification that is not sent (the process stops first, the statement fails, or it is
+        dropped because too many wait: PostgreSQL does not take them) costs a listener a lost
+        append or a read (`events.appended`)."""
         self._notices += told
+        if (over := len(self._notices) - self.notices_waiting) > 0:
+            del self._notices[:over]
+            self._dropped += over
         if self._telling is None:
             self._telling = asyncio.create_task(self._send_notices())
 
@@ -377,6 +385,9 @@ class EventStore:
                         while self._notices:
                             told, self._notices = self._notices, []
                             await conn.execute(NOTIFY, told)
+                            if self._dropped:
+                                log.warning("%d notifications of appends dropped", self._dropped)
+                                self._dropped = 0
                 except Exception as error:  # what waits is not sent either
                     log.warning("notifications of appends not sent: %s", error)
                     self._notices = []
