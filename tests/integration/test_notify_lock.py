@@ -9,14 +9,16 @@ connections commit locally (`synchronous_commit = local`), so only the lock coul
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import urlsplit
 from uuid import uuid4
 
 import asyncpg
 import pytest
 
+from api.database import open_pool
+from api.settings import Settings
 from commands.repository import ResourceRepository
 from commands.resource import TRANSCODINGS, Resource
-from events.migrations import migrate
 from events.store import CHANNEL, EventStore, new_mapper
 from processes import now, wait_until
 from projections.runner import project
@@ -40,12 +42,16 @@ def own_server() -> Iterator[str]:
 
 @pytest.fixture
 async def url(own_server: str) -> str:
+    """A database whose connections commit without waiting for the standby: only the lock can
+    hold them up."""
     url = await new_database(own_server, "notify")
-    conn = await asyncpg.connect(url)
+    admin = await asyncpg.connect(own_server)
     try:
-        await migrate(conn)
+        await admin.execute(
+            f'ALTER DATABASE "{urlsplit(url).path[1:]}" SET synchronous_commit = local'
+        )
     finally:
-        await conn.close()
+        await admin.close()
     return url
 
 
@@ -99,10 +105,7 @@ async def blocked(own_server: str) -> AsyncIterator[Release]:
 
 @pytest.fixture
 async def pool(url: str) -> AsyncIterator[asyncpg.Pool]:
-    """Connections that commit without waiting for the standby: only the lock can hold them."""
-    pool = await asyncpg.create_pool(
-        url, min_size=2, max_size=2, server_settings={"synchronous_commit": "local"}
-    )
+    pool = await open_pool(url, Settings(database_url=url))
     yield pool
     pool.terminate()  # a notification's statement may still wait for the lock
 
