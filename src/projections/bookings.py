@@ -110,9 +110,11 @@ STATUS_OF = {
     BookingNoShow: "no_show",
 }
 _STATUS = " ".join(f"WHEN {topic(t)} THEN '{status}'" for t, status in STATUS_OF.items())
-# A rebuild runs the statement in parts at once, each for the bookings whose id hashes to it.
-_IN_PART = "(hashtext(state->'booking_id'->>'_data_') & 2147483647) % {parts} = {part}"
-# What `writes` leaves of each booking, from the whole log at once, in one scan of it: its
+# A rebuild runs the statement in parts at once, each for the bookings whose ids lie in its share
+# of the UUIDs. The ids are random, so the shares are about even, and the index of bookings'
+# events finds each part's events: a part reads only the rows it keeps.
+_IN_PART = "event_uuid(state->'booking_id') BETWEEN '{low}' AND '{high}'"
+# What `writes` leaves of each booking, from the whole log at once, in one read of its events: its
 # creation and, where later events changed it, each column as the last of them that set it left
 # it (a move-in sets the resource and the deadline; a move-out changes nothing the move-in after
 # it does not). Times stay text until the last step, which parses only the ones a row keeps.

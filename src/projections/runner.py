@@ -3,11 +3,13 @@ log at once for a rebuild."""
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 
@@ -63,8 +65,8 @@ async def rebuild(
     place: a statement per table over all events at once (each projector's `REBUILD`, the same
     rows its `writes` leave); `progress` hears how many statements are done. The new tables
     get their indexes after their rows, which is faster than keeping the indexes up row by
-    row. A statement with a `{part}` runs in `PARTS` parts at once, each on a connection of
-    its own.
+    row. A statement with a `{low}` and a `{high}` runs in `PARTS` parts at once, each for one
+    share of the UUIDs (from `low` to `high`) and on a connection of its own.
 
     Readers see the old rows until the swap at the end, and wait only for it. Writers wait for
     the whole rebuild: the lock on the events table holds back their appends (and lets the ones
@@ -113,9 +115,9 @@ async def _build(
         await first.execute(
             f"CREATE TABLE {SCHEMA}.{table} (LIKE {table} INCLUDING ALL EXCLUDING INDEXES)"
         )
-    split = [s for s in REBUILD if "{part}" in s]
+    split = [s for s in REBUILD if "{low}" in s]
     fills: list[tuple[str, str | None]] = [
-        (s.format(part=n, parts=PARTS), s) for s in split for n in range(PARTS)
+        (s.format(low=low, high=high), s) for s in split for low, high in _shares(PARTS)
     ]
     fills += [(s, s) for s in REBUILD if s not in split]
     parts_left = Counter(source for _, source in fills)
@@ -175,6 +177,12 @@ async def _connections(database_url: str, count: int) -> AsyncIterator[list[asyn
     finally:
         for conn in connections:
             await conn.close()
+
+
+def _shares(parts: int) -> list[tuple[UUID, UUID]]:
+    """UUIDs split into `parts` even ranges, each as its first and last UUID."""
+    bounds = [(n << 128) // parts for n in range(parts + 1)]
+    return [(UUID(int=low), UUID(int=high - 1)) for low, high in itertools.pairwise(bounds)]
 
 
 def _index_statements(indexes: list[asyncpg.Record], schema: str) -> tuple[list[str], list[str]]:

@@ -1,6 +1,7 @@
 """Replaying the event log rebuilds exactly the read models that inline projection wrote."""
 
 import asyncio
+import itertools
 import os
 import random
 import re
@@ -13,11 +14,12 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
+import commands.handlers
 from commands.handlers import CommandHandlers, CreateBooking
 from commands.repository import ResourceRepository
 from events.store import EventStore, RecordedEvent, Write, chain
-from projections import availability, resources
-from projections.runner import SCHEMA, TABLES, project, rebuild
+from projections import availability, bookings, resources
+from projections.runner import SCHEMA, TABLES, _shares, project, rebuild
 
 PRIMARY_KEY = """
 SELECT a.attname
@@ -175,6 +177,66 @@ async def test_rebuilding_resources_and_closures_reads_only_their_events(
         await conn.execute("SET LOCAL enable_seqscan = off")
         plan = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {statement}"))
     assert "events_of_resources" in plan, plan
+    assert "Seq Scan on events" not in plan, plan
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_the_shares_of_a_split_cover_every_uuid_once_and_evenly(parts: int) -> None:
+    shares = _shares(parts)
+    assert len(shares) == parts
+    assert shares[0][0] == UUID(int=0)
+    assert shares[-1][1] == UUID(int=2**128 - 1)
+    for (_, high), (low, _) in itertools.pairwise(shares):
+        assert low.int == high.int + 1
+    sizes = {high.int - low.int for low, high in shares}
+    assert max(sizes) - min(sizes) <= 1
+
+
+async def test_bookings_at_the_edges_of_the_shares_are_rebuilt(
+    client: AsyncTestClient,  # type: ignore[type-arg]
+    pool: asyncpg.Pool,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each part of the bookings' statement keeps the ids from its share's first to its last:
+    none of them lost between two shares, none rebuilt twice."""
+    edges = [UUID(int=n) for low, high in _shares(2) for n in (low.int, high.int)]
+    room = await create_resource(client)
+    ids = iter(edges)
+    monkeypatch.setattr(commands.handlers, "uuid4", lambda: next(ids))
+    made = [
+        await create_booking(client, room, f"2031-06-0{day}T09:00:00Z", f"2031-06-0{day}T10:00:00Z")
+        for day in range(1, 1 + len(edges))
+    ]
+    monkeypatch.undo()
+    created = await create_booking(client, room, "2031-06-09T09:00:00Z", "2031-06-09T10:00:00Z")
+    r = await client.delete(f"/bookings/{made[-1]}")
+    assert r.status_code == 200, r.text
+    before = await dump(pool)
+    assert [UUID(b) for b in made] == edges
+    await pool.execute("DELETE FROM bookings WHERE resource_id = $1", UUID(room))
+
+    await rebuild(database_url)
+
+    assert await dump(pool) == before
+    rows = {str(row[0]): row[5] for row in before["bookings"] if str(row[1]) == room}
+    assert rows == {**dict.fromkeys(made[:-1], "confirmed"), made[-1]: "cancelled"} | {
+        created: "confirmed"
+    }
+
+
+async def test_each_part_of_the_bookings_statement_reads_its_events_by_their_index(
+    pool: asyncpg.Pool,
+) -> None:
+    """A part reads only its share of the bookings' events, not every event of the log."""
+    (statement,) = bookings.REBUILD
+    low, high = _shares(2)[1]
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(
+            row[0] for row in await conn.fetch(f"EXPLAIN {statement.format(low=low, high=high)}")
+        )
+    assert "events_by_booking" in plan, plan
     assert "Seq Scan on events" not in plan, plan
 
 
