@@ -315,6 +315,8 @@ class CommandHandlers:
                     if current:
                         raise  # refused on the store's state
                     loaded, current = await self._caught_up(loaded), True
+                    if [r.version for r in loaded.values()] == [v for _, v in versions]:
+                        raise  # the store had nothing more: refused on its state after all
                     continue
                 except BaseException:
                     for r in ordered:

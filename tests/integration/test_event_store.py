@@ -787,6 +787,34 @@ async def test_a_stale_process_does_not_refuse_on_what_it_missed(
     assert again != taken
 
 
+async def test_a_refusal_is_not_decided_again_when_the_store_had_nothing_more(
+    store: EventStore, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal on a cached resource reads what the store recorded since; when that is
+    nothing, the refusal stands without a second decision."""
+
+    async def locate(booking_id: UUID) -> UUID | None:
+        return await bookings.resource_of(pool, booking_id)
+
+    handlers = CommandHandlers(ResourceRepository(store), now, locate)
+    resource_id = (await new_resource(store)).id
+    taken = await booked(handlers, resource_id, 1, 2)  # cached from here on
+    decided = []
+    create_booking = Resource.create_booking
+
+    def counted(resource: Resource, *args: object, **kwargs: object) -> None:
+        decided.append(resource.version)
+        create_booking(resource, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Resource, "create_booking", counted)
+
+    with pytest.raises(SlotTakenError) as refused:
+        await booked(handlers, resource_id, 1, 2)
+
+    assert refused.value.conflicting_booking_ids == [taken]
+    assert decided == [2]
+
+
 async def test_a_cached_resource_catches_up_with_the_events_since(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
