@@ -215,16 +215,10 @@ class EventStore:
     """Appends events to streams and reads them back, by stream or as one global feed.
 
     Appends go out as statements, at most `statements` at once. Appends made while they are all
-    under way wait, and the next statement carries them (up to `batch`) together: a group
-    commit, one round trip and one commit for many appends, which is most of what an append
-    costs the database. Appends to different streams still never wait for each other's locks:
-    a statement that waits on a lock holds up only the appends it carries.
-
-    Appends made at once are shared between the senders that are not in a statement, in even
-    parts. Callers woken by one answer decide and append together; in one statement, their
-    next appends would wait for all of those decisions, then the database for its statement,
-    and the two would take turns. In parts, the database works on one part while the process
-    decides the next.
+    under way wait, and the next statement carries every one of them (up to `batch`) together:
+    a group commit, one round trip and one commit for many appends, which is most of what an
+    append costs the database. Appends to different streams still never wait for each other's
+    locks: a statement that waits on a lock holds up only the appends it carries.
 
     Snapshots go out apart from the appends, one statement at a time, and nothing waits for
     them (`save_snapshots`). A snapshot holds every open booking of its resource (3,000: about
@@ -253,7 +247,6 @@ class EventStore:
         self.batch = batch
         self._waiting: deque[_Append] = deque()
         self._sending: set[asyncio.Task[None]] = set()
-        self._in_statement = 0  # senders with a statement under way
         self._snapshots: dict[UUID, dict[str, Any]] = {}  # the latest of each stream, as a row
         self._snapshotting: asyncio.Task[None] | None = None
         self.notices_waiting = notices_waiting
@@ -295,23 +288,12 @@ class EventStore:
                 try:
                     async with self.pool.acquire() as conn:
                         while self._waiting and not conn.is_closed():
-                            group = self._share()
-                            self._in_statement += 1
-                            try:
-                                await self._send(conn, group)
-                            finally:
-                                self._in_statement -= 1
+                            count = min(self.batch, len(self._waiting))
+                            await self._send(conn, [self._waiting.popleft() for _ in range(count)])
                 except Exception as error:  # no connection to be had: what waits fails
                     _fail([self._waiting.popleft() for _ in range(len(self._waiting))], error)
         finally:
             self._sending.discard(cast(asyncio.Task[None], asyncio.current_task()))
-
-    def _share(self) -> list[_Append]:
-        """This sender's part of what waits: an even share with the senders not in a
-        statement (this one among them), up to `batch`."""
-        free = len(self._sending) - self._in_statement
-        count = min(self.batch, -(-len(self._waiting) // free))
-        return [self._waiting.popleft() for _ in range(count)]
 
     async def _send(self, conn: asyncpg.Connection, appends: list[_Append]) -> None:
         """One statement for the appends. When it fails on a stream's version that another

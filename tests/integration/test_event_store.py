@@ -351,26 +351,6 @@ async def test_appends_made_at_once_go_out_in_one_statement_each_with_its_positi
     assert await projected(pool, booking_ids) == 20
 
 
-async def test_appends_made_at_once_are_shared_evenly_by_the_free_senders(
-    store: EventStore, pool: asyncpg.Pool
-) -> None:
-    """Two senders split what waits: two statements of four for eight appends, not one of
-    eight (the database works on one while the process goes on with the other's callers)."""
-    two = store_on(pool, statements=2)
-    resources = [await new_resource(store, f"Room {i}") for i in range(8)]
-    for resource in resources:
-        book(resource, future(1), future(2))
-
-    await asyncio.gather(*(two.append(r.collect_events()) for r in resources))
-
-    statements = await pool.fetch(
-        "SELECT transaction_id, count(*) AS appends FROM events "
-        "WHERE stream_id = ANY($1::uuid[]) AND version = 2 GROUP BY transaction_id",
-        [r.id for r in resources],
-    )
-    assert sorted(row["appends"] for row in statements) == [4, 4]
-
-
 async def test_a_stale_append_among_others_fails_alone(
     store: EventStore, pool: asyncpg.Pool
 ) -> None:
