@@ -290,7 +290,8 @@ class CommandHandlers:
         so two commands on the same pair cannot deadlock. A cached resource may be behind the
         store (another process wrote since): an append on it fails; a refusal, or a decision
         that nothing needs to change, may be stale. Either way the decision is undone, the
-        resource catches up with the events recorded since, and it is decided again.
+        resource catches up with the events recorded since, and it is decided again (a refusal
+        stands if the store recorded nothing since).
 
         Catching up reads only those few events. Loading whole would read and decode a snapshot
         of every open booking, long enough for the process that won to append again: a process
