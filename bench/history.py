@@ -76,8 +76,7 @@ async def _repository(database_url: str, parallel: int) -> AsyncIterator[Resourc
     try:
         store = EventStore(pool, new_mapper(*TRANSCODINGS), projector=project)
         yield ResourceRepository(store)
-        await store.snapshots_written()
-        await store.notices_sent()
+        await store.drained()
     finally:
         await pool.close()
 

@@ -106,8 +106,7 @@ def create_app(settings: Settings | None = None, clock: Clock = utc_now) -> Lite
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await store.snapshots_written()
-            await store.notices_sent()
+            await store.drained()
             await pool.close()
 
     return Litestar(

@@ -368,6 +368,12 @@ class EventStore:
         if self._telling is None:
             self._telling = asyncio.create_task(self._send_notices())
 
+    async def drained(self) -> None:
+        """Wait until what was handed to the background (snapshots, notifications) is written
+        or has failed: before the pool closes."""
+        await self.snapshots_written()
+        await self.notices_sent()
+
     async def notices_sent(self) -> None:
         """Wait until the notifications of the appends made so far are sent (or have failed)."""
         while (telling := self._telling) is not None:
