@@ -72,6 +72,14 @@ async def dump_stream(conn: Any, resource_id: UUID) -> Dump:
     }
 
 
+async def plan_without_seq_scans(pool: asyncpg.Pool, statement: str) -> str:
+    """The plan PostgreSQL makes for the statement when it may avoid reading whole tables: the
+    indexes a statement can use then show."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        return "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {statement}"))
+
+
 async def create_resource(client: AsyncTestClient, **fields: Any) -> str:  # type: ignore[type-arg]
     r = await client.post("/resources", json={"name": "Room", **fields})
     assert r.status_code == 201, r.text
@@ -173,9 +181,7 @@ async def test_rebuilding_resources_and_closures_reads_only_their_events(
 ) -> None:
     """Their statements find a resource's own events by the index of those, not by reading
     every booking's event: each topic they read must be one the index holds."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL enable_seqscan = off")
-        plan = "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {statement}"))
+    plan = await plan_without_seq_scans(pool, statement)
     assert "events_of_resources" in plan, plan
     assert "Seq Scan on events" not in plan, plan
 
@@ -229,11 +235,7 @@ async def test_each_part_of_the_bookings_statement_reads_its_events_by_their_ind
     """A part reads only its share of the bookings' events, not every event of the log."""
     (statement,) = bookings.REBUILD
     low, high = _shares(2)[1]
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SET LOCAL enable_seqscan = off")
-        plan = "\n".join(
-            row[0] for row in await conn.fetch(f"EXPLAIN {statement.format(low=low, high=high)}")
-        )
+    plan = await plan_without_seq_scans(pool, statement.format(low=low, high=high))
     assert "events_by_booking" in plan, plan
     assert "Seq Scan on events" not in plan, plan
 
